@@ -1,0 +1,11 @@
+/// The audit log's action names: one place, so filters and writers agree.
+package enum AuditAction: String, Sendable, CaseIterable {
+    case credentialCreate = "credential.create"
+    case credentialRead = "credential.read"
+    case credentialUpdate = "credential.update"
+    case credentialRotate = "credential.rotate"
+    case credentialDelete = "credential.delete"
+    case vaultCreate = "vault.create"
+    case authFailure = "auth.failure"
+    case rekey = "keyring.rekey"
+}

@@ -1,0 +1,78 @@
+/// An error a client of Latchkey can see.
+///
+/// Every error carries a stable `UPPER_SNAKE` code, a human sentence, and the
+/// HTTP status it maps to (SPEC section 7). Messages never contain a secret
+/// value: they name fields, credentials and vaults, never what is stored in them.
+public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible {
+    package enum Code: String, Sendable, Hashable {
+        case badRequest = "BAD_REQUEST"
+        case malformedJSON = "MALFORMED_JSON"
+        case invalidParameter = "INVALID_PARAMETER"
+        case invalidKey = "INVALID_KEY"
+        case forbidden = "FORBIDDEN"
+        case notFound = "NOT_FOUND"
+        case vaultNotFound = "VAULT_NOT_FOUND"
+        case credentialNotFound = "CREDENTIAL_NOT_FOUND"
+        case methodNotAllowed = "METHOD_NOT_ALLOWED"
+        case credentialExists = "CREDENTIAL_EXISTS"
+        case vaultExists = "VAULT_EXISTS"
+        case credentialInUse = "CREDENTIAL_IN_USE"
+        case payloadTooLarge = "PAYLOAD_TOO_LARGE"
+        case validationFailed = "VALIDATION_FAILED"
+        case databaseUnavailable = "DATABASE_UNAVAILABLE"
+        case internalError = "INTERNAL_ERROR"
+    }
+
+    package let code: Code
+    package let message: String
+    /// The request field the error is about (`value.token`, `name`), when there is one.
+    package let field: String?
+
+    package init(_ code: Code, _ message: String, field: String? = nil) {
+        self.code = code
+        self.message = message
+        self.field = field
+    }
+
+    /// The HTTP status code this error is answered with.
+    package var status: Int {
+        switch self.code {
+        case .badRequest, .malformedJSON, .invalidParameter: 400
+        case .invalidKey: 401
+        case .forbidden: 403
+        case .notFound, .vaultNotFound, .credentialNotFound: 404
+        case .methodNotAllowed: 405
+        case .credentialExists, .vaultExists, .credentialInUse: 409
+        case .payloadTooLarge: 413
+        case .validationFailed: 422
+        case .internalError: 500
+        case .databaseUnavailable: 503
+        }
+    }
+
+    public var description: String { "\(self.code.rawValue): \(self.message)" }
+}
+
+extension LatchkeyError {
+    package static func validation(_ field: String, _ message: String) -> Self {
+        .init(.validationFailed, "\(field): \(message)", field: field)
+    }
+    package static func vaultNotFound(_ vault: String) -> Self {
+        .init(.vaultNotFound, "Vault '\(vault)' does not exist.")
+    }
+    package static func credentialNotFound(vault: String, name: String) -> Self {
+        .init(.credentialNotFound, "Credential '\(name)' does not exist in vault '\(vault)'.")
+    }
+    package static func credentialExists(vault: String, name: String) -> Self {
+        .init(.credentialExists, "A credential named '\(name)' already exists in vault '\(vault)'.")
+    }
+    package static func vaultExists(_ vault: String) -> Self {
+        .init(.vaultExists, "A vault named '\(vault)' already exists.")
+    }
+    package static let invalidKey = Self(
+        .invalidKey, "Missing or invalid API key: send 'Authorization: Bearer <key>'.")
+    package static let databaseUnavailable = Self(
+        .databaseUnavailable, "The database is unavailable; nothing was changed. Retry shortly.")
+    package static let internalError = Self(
+        .internalError, "An internal error occurred; it has been logged.")
+}
