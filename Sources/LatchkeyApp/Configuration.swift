@@ -1,0 +1,97 @@
+import Foundation
+
+/// Everything `latchkey serve` needs, as plain values. Only the executable
+/// reads the environment and flags (`fromEnvironment`); tests build this
+/// directly.
+package struct LatchkeyConfiguration: Sendable {
+    /// `LATCHKEY_DATABASE_URL`: postgres://user:password@host:port/database
+    package var databaseURL: String
+    /// `LATCHKEY_MASTER_KEY`: 64 hex characters.
+    package var masterKey: String?
+    /// `LATCHKEY_MASTER_KEY_PREVIOUS`: comma-separated older master keys, needed until `rekey` finishes.
+    package var previousMasterKeys: String?
+    /// `LATCHKEY_ADMIN_SECRET`: the bootstrap admin credential.
+    package var adminSecret: String?
+    /// `LATCHKEY_LISTEN`: host:port, default 127.0.0.1:8080.
+    package var listenHost: String = "127.0.0.1"
+    package var listenPort: Int = 8080
+    /// `LATCHKEY_PUBLIC_URL`: the base URL browsers reach.
+    package var publicURL: String?
+    /// `LATCHKEY_REFRESH_WINDOW`: seconds before expiry that OAuth tokens are renewed.
+    package var refreshWindow: Duration = .seconds(300)
+    /// Apply pending migrations at start-up (`serve --no-migrate` turns it off).
+    package var migrateOnStart: Bool = true
+
+    package init(databaseURL: String) {
+        self.databaseURL = databaseURL
+    }
+
+    /// Minimum length of `LATCHKEY_ADMIN_SECRET`: it guards every admin call
+    /// until API keys exist, so a guessable one is refused at start-up.
+    package static let minimumAdminSecretLength = 24
+
+    /// Reads and validates `LATCHKEY_*` variables. Each problem is one line
+    /// naming the variable.
+    package static func fromEnvironment(_ environment: [String: String]) throws(ConfigurationError) -> Self {
+        func value(_ name: String) -> String? {
+            guard let value = environment[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else {
+                return nil
+            }
+            return value
+        }
+        guard let databaseURL = value("LATCHKEY_DATABASE_URL") else {
+            throw ConfigurationError("LATCHKEY_DATABASE_URL is not set: it must be a postgres:// URL")
+        }
+        var configuration = Self(databaseURL: databaseURL)
+        configuration.masterKey = value("LATCHKEY_MASTER_KEY")
+        configuration.previousMasterKeys = value("LATCHKEY_MASTER_KEY_PREVIOUS")
+        configuration.adminSecret = value("LATCHKEY_ADMIN_SECRET")
+        if let listen = value("LATCHKEY_LISTEN") {
+            try configuration.setListen(listen)
+        }
+        if let publicURL = value("LATCHKEY_PUBLIC_URL") {
+            guard let url = URL(string: publicURL), let scheme = url.scheme, ["http", "https"].contains(scheme),
+                url.host != nil
+            else {
+                throw ConfigurationError(
+                    "LATCHKEY_PUBLIC_URL must be an absolute http(s) URL, e.g. https://latchkey.example.com")
+            }
+            configuration.publicURL = publicURL
+        }
+        if let window = value("LATCHKEY_REFRESH_WINDOW") {
+            guard let seconds = Int(window), (30...86_400).contains(seconds) else {
+                throw ConfigurationError("LATCHKEY_REFRESH_WINDOW must be a whole number of seconds from 30 to 86400")
+            }
+            configuration.refreshWindow = .seconds(seconds)
+        }
+        try configuration.validate()
+        return configuration
+    }
+
+    /// Parses `host:port` (`[::1]:8080` for IPv6).
+    package mutating func setListen(_ listen: String) throws(ConfigurationError) {
+        let error = ConfigurationError("LATCHKEY_LISTEN must be host:port, e.g. 127.0.0.1:8080 or [::]:8080")
+        guard let colon = listen.lastIndex(of: ":") else { throw error }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port) else {
+            throw error
+        }
+        self.listenHost = host
+        self.listenPort = port
+    }
+
+    /// Checks what can be checked without the database.
+    package func validate() throws(ConfigurationError) {
+        if let adminSecret, adminSecret.count < Self.minimumAdminSecretLength {
+            throw ConfigurationError(
+                "LATCHKEY_ADMIN_SECRET must be at least \(Self.minimumAdminSecretLength) characters (e.g. `openssl rand -hex 32`)"
+            )
+        }
+    }
+}
+
+package struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equatable {
+    package let description: String
+    package init(_ description: String) { self.description = description }
+}

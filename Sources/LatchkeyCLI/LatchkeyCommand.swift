@@ -1,0 +1,16 @@
+package import ArgumentParser
+
+/// `latchkey`: the server, its maintenance commands, and an admin client.
+package struct LatchkeyCommand: AsyncParsableCommand {
+    package static let configuration = CommandConfiguration(
+        commandName: "latchkey",
+        abstract: "An encrypted vault for the credentials agents and services use to call third-party APIs.",
+        discussion: """
+            Server commands (serve, migrate, rekey) read LATCHKEY_* environment variables; see the README.
+            Client commands (credential) talk to a running server: --url / LATCHKEY_URL and --key / LATCHKEY_KEY.
+            """,
+        subcommands: [Serve.self, Migrate.self, Rekey.self, CredentialCommand.self]
+    )
+
+    package init() {}
+}

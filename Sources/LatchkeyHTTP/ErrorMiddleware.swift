@@ -1,0 +1,116 @@
+import Foundation
+package import Hummingbird
+package import LatchkeyCore
+import LatchkeyStore
+import Logging
+import NIOCore
+
+/// The outermost middleware: gives every request an id, logs one line per
+/// request (never a header or body), and turns every error into SPEC section
+/// 7's `{"error": {"code", "message"}}` shape. Errors that are not
+/// `LatchkeyError`s are bugs: they are logged and answered as a generic 500
+/// whose message reveals nothing.
+package struct APIErrorMiddleware: RouterMiddleware {
+    package typealias Context = LatchkeyRequestContext
+
+    package init() {}
+
+    package func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let start = ContinuousClock.now
+        let requestID = Self.requestID(request)
+        var context = context
+        context.logger[metadataKey: "request.id"] = "\(requestID)"
+        context.logger[metadataKey: "hb.request.id"] = nil
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            response = Self.render(error, request: request, logger: context.logger)
+        }
+        response.headers[.init("X-Request-Id")!] = requestID
+        let elapsed = ContinuousClock.now - start
+        context.logger.info(
+            "request",
+            metadata: [
+                "http.method": "\(request.method.rawValue)",
+                "http.route": "\(context.endpointPath ?? "unmatched")",
+                "http.status": "\(response.status.code)",
+                "http.duration_ms": "\(Self.milliseconds(elapsed))",
+                "auth.principal": "\(context.principal?.name ?? "-")",
+            ])
+        return response
+    }
+
+    static func render(_ error: any Error, request: Request, logger: Logger) -> Response {
+        let apiError: LatchkeyError
+        switch error {
+        case let error as LatchkeyError:
+            apiError = error
+        case let error as any HTTPResponseError:
+            apiError = Self.translate(error.status, request: request)
+        default:
+            // Never the error's description: it could quote input.
+            logger.error("unhandled error", metadata: errorLogMetadata(error).mapValues { .string($0) })
+            apiError = .internalError
+        }
+        if apiError.code == .internalError || apiError.code == .databaseUnavailable {
+            logger.warning("request failed", metadata: ["error.code": "\(apiError.code.rawValue)"])
+        }
+        return Self.response(for: apiError)
+    }
+
+    package static func response(for error: LatchkeyError) -> Response {
+        var body: [String: JSONValue] = [
+            "code": .string(error.code.rawValue),
+            "message": .string(error.message),
+        ]
+        if let field = error.field { body["field"] = .string(field) }
+        var response =
+            (try? APIJSON.response(["error": JSONValue.object(body)], status: .init(code: error.status)))
+            ?? Response(status: .internalServerError)
+        if error.code == .invalidKey {
+            response.headers[.wwwAuthenticate] = "Bearer"
+        }
+        return response
+    }
+
+    /// Errors the framework raises (no route, body too large) in our shape.
+    private static func translate(_ status: HTTPResponse.Status, request: Request) -> LatchkeyError {
+        switch status {
+        case .notFound:
+            LatchkeyError(.notFound, "No route matches \(request.method.rawValue) \(request.uri.path).")
+        case .methodNotAllowed:
+            LatchkeyError(.methodNotAllowed, "\(request.method.rawValue) is not allowed on \(request.uri.path).")
+        case .contentTooLarge:
+            LatchkeyError(.payloadTooLarge, "The request body is larger than \(APIJSON.maxBodyBytes) bytes.")
+        case .unauthorized:
+            .invalidKey
+        default:
+            status.code < 500
+                ? LatchkeyError(.badRequest, "The request could not be processed (\(status.code)).")
+                : .internalError
+        }
+    }
+
+    /// Honours a caller's `X-Request-Id` when it is short and plain, so one id
+    /// follows a request through proxies; otherwise makes a new one.
+    private static func requestID(_ request: Request) -> String {
+        if let given = request.headers[.init("X-Request-Id")!], (1...64).contains(given.utf8.count),
+            given.utf8.allSatisfy({
+                $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0)
+                    || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
+            })
+        {
+            return given
+        }
+        return UUID().uuidString.lowercased()
+    }
+
+    private static func milliseconds(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let milliseconds = Double(seconds) * 1000 + Double(attoseconds) / 1e15
+        return String(format: "%.2f", milliseconds)
+    }
+}

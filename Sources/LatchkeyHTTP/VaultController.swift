@@ -1,0 +1,38 @@
+import Hummingbird
+import LatchkeyCore
+import LatchkeyStore
+
+/// `/v1/vaults`: list and create namespaces, with per-vault statistics.
+struct VaultController {
+    let store: VaultStore
+
+    func addRoutes(to group: RouterGroup<LatchkeyRequestContext>) {
+        group.get("vaults", use: self.list)
+        group.post("vaults", use: self.create)
+        group.get("vaults/:vault", use: self.get)
+    }
+
+    @Sendable func list(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {
+        try APIJSON.response(Page(items: try await self.store.listVaults(), nextCursor: nil))
+    }
+
+    @Sendable func get(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {
+        let vault = try Parameters(request: request, context: context).vault()
+        return try APIJSON.response(try await self.store.vault(named: vault))
+    }
+
+    @Sendable func create(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {
+        var fields = try JSONFields(body: await APIJSON.body(request), subject: "a vault")
+        let name = try fields.requiredString("name")
+        guard Names.isValidVaultName(name) else {
+            throw LatchkeyError.validation(
+                "name", "must start with a letter and hold only letters, digits, '_' and '-' (at most 64)")
+        }
+        let description = try fields.optionalString("description", allowEmpty: true, maxBytes: 1024) ?? ""
+        try fields.refuseLeftovers()
+        let vault = try await self.store.createVault(name: name, description: description, by: context.caller)
+        var response = try APIJSON.response(vault, status: .created)
+        response.headers[.location] = "/v1/vaults/\(name)"
+        return response
+    }
+}
