@@ -1,0 +1,214 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import LatchkeyApp
+import LatchkeyCore
+import LatchkeyCrypto
+import LatchkeyStore
+import LatchkeyTesting
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// A settable clock for tests that reason about time (stale_days, expiry).
+final class TestClock: Sendable {
+    private let current: Mutex<Date>
+    init(_ start: Date = Date(timeIntervalSince1970: 1_790_000_000)) { self.current = Mutex(start) }
+    var now: Date { self.current.withLock { $0 } }
+    func advance(by seconds: TimeInterval) { self.current.withLock { $0 = $0.addingTimeInterval(seconds) } }
+}
+
+/// One Latchkey instance on its own fresh database, with captured logs.
+struct Harness: Sendable {
+    let database: TestDatabase
+    let masterKey: MasterKey
+    let adminSecret: String
+    let logs: LogCapture
+    let clock: TestClock
+
+    var configuration: LatchkeyConfiguration {
+        var configuration = LatchkeyConfiguration(databaseURL: self.database.url)
+        configuration.masterKey = self.masterKey.hex
+        configuration.adminSecret = self.adminSecret
+        configuration.listenPort = 0
+        return configuration
+    }
+
+    var sealer: Sealer { Sealer(keyRing: KeyRing(current: self.masterKey)) }
+
+    /// Creates a database (left unmigrated: start-up migrates it, as `serve` does)
+    /// and runs `body` against the application through Hummingbird's router tester.
+    static func withApp(
+        _ setup: TestingSetup = .router,
+        _ body: @escaping @Sendable (Harness, any TestClientProtocol) async throws -> Void
+    ) async throws {
+        try await TestDatabase.withFresh(migrated: false) { database in
+            let harness = Harness(
+                database: database, masterKey: .generate(), adminSecret: "test-admin-secret-" + UUID().uuidString,
+                logs: LogCapture(), clock: TestClock())
+            try await harness.run(setup) { client in try await body(harness, client) }
+        }
+    }
+
+    /// Runs the application on this harness's database.
+    func run(
+        _ setup: TestingSetup = .router,
+        configuration: LatchkeyConfiguration? = nil,
+        _ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void
+    ) async throws {
+        let clock = self.clock
+        let application = try buildApplication(
+            configuration ?? self.configuration, logger: self.logs.logger(), now: { clock.now })
+        try await application.test(setup, body)
+    }
+
+    /// A store on this database for assertions that look beneath the API.
+    func withStore<Result: Sendable>(_ body: @Sendable (VaultStore) async throws -> Result) async throws -> Result {
+        let sealer = self.sealer
+        return try await self.database.withClient { client in
+            try await body(VaultStore(client: client, sealer: sealer, logger: Logger(label: "test-store")))
+        }
+    }
+
+    /// A digest of every row of the vault's data tables (not the audit log),
+    /// to prove a refused request changed nothing.
+    func dataSnapshot() async throws -> String {
+        try await self.database.withClient { client in
+            var parts: [String] = []
+            for table in ["vaults", "credentials", "api_keys", "usage_daily", "connect_sessions"] {
+                let exists = try await client.query("SELECT to_regclass(\(table)) IS NOT NULL")
+                guard try await exists.decode(Bool.self).first(where: { _ in true }) == true else {
+                    parts.append("\(table)=absent")
+                    continue
+                }
+                let rows = try await client.query(
+                    PostgresQuery(
+                        unsafeSQL:
+                            "SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), 'empty') FROM \(table) t"))
+                for try await digest in rows.decode(String.self) { parts.append("\(table)=\(digest)") }
+            }
+            return parts.joined(separator: " ")
+        }
+    }
+
+    /// Every audit row, as text.
+    func auditText() async throws -> String {
+        try await self.database.withClient { client in
+            let rows = try await client.query("SELECT row_to_json(a)::text FROM audit_events a ORDER BY id")
+            return try await rows.decode(String.self).reduce(into: "") { $0 += $1 + "\n" }
+        }
+    }
+
+    var adminHeaders: HTTPFields { [.authorization: "Bearer \(self.adminSecret)"] }
+}
+
+/// A response, decoded for assertions.
+struct APIResponse: Sendable {
+    let status: Int
+    let headers: HTTPFields
+    let body: String
+
+    var json: JSONValue { (try? JSONDecoder().decode(JSONValue.self, from: Data(self.body.utf8))) ?? .null }
+    var errorCode: String? { self.json["error"]["code"].stringValue }
+}
+
+extension TestClientProtocol {
+    /// Calls the API with the given bearer key (nil sends no Authorization).
+    func call(
+        _ method: HTTPRequest.Method, _ uri: String, key: String?, body: String? = nil,
+        headers extra: HTTPFields = [:]
+    ) async throws -> APIResponse {
+        var headers = extra
+        if let key { headers[.authorization] = "Bearer \(key)" }
+        if body != nil { headers[.contentType] = "application/json" }
+        return try await self.execute(
+            uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }
+        ) { response in
+            APIResponse(
+                status: Int(response.status.code), headers: response.headers,
+                body: String(buffer: response.body))
+        }
+    }
+}
+
+extension JSONValue {
+    subscript(key: String) -> JSONValue {
+        if case .object(let object) = self { return object[key] ?? .null }
+        return .null
+    }
+
+    subscript(index: Int) -> JSONValue {
+        if case .array(let array) = self, array.indices.contains(index) { return array[index] }
+        return .null
+    }
+
+    var arrayValue: [JSONValue] {
+        if case .array(let array) = self { return array }
+        return []
+    }
+
+    var intValue: Int? {
+        if case .number(let number) = self { return Int(number) }
+        return nil
+    }
+
+    var boolValue: Bool? {
+        if case .bool(let flag) = self { return flag }
+        return nil
+    }
+}
+
+/// JSON text from a literal dictionary, for request bodies.
+func json(_ object: [String: Any]) -> String {
+    // swiftlint-style escape hatch: JSONSerialization takes [String: Any].
+    String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+}
+
+/// One valid value per credential type; `oauth` and `client_credentials`
+/// need an `oauth_client` named `client` to exist first.
+enum Samples {
+    static func value(_ type: CredentialType, secret: String = "s3cr3t") -> [String: Any] {
+        switch type {
+        case .bearer: ["token": "bearer-\(secret)"]
+        case .apiKey: ["key": "apikey-\(secret)", "header": "X-API-Key"]
+        case .headerSet: ["headers": ["X-One": "one-\(secret)", "X-Two": "two-\(secret)"]]
+        case .basic: ["username": "user", "password": "password-\(secret)"]
+        case .cookie: ["cookie": "session=cookie-\(secret)"]
+        case .awsSigV4:
+            [
+                "access_key_id": "AKIDEXAMPLE", "secret_access_key": "aws-\(secret)", "session_token": "sts-\(secret)",
+                "region": "us-east-1", "service": "s3",
+            ]
+        case .oauthClient:
+            [
+                "client_id": "client-id", "client_secret": "client-secret-\(secret)",
+                "token_url": "https://provider.example/token", "authorization_url": "https://provider.example/auth",
+                "scopes": ["read", "write"],
+            ]
+        case .oauth:
+            [
+                "client": "client", "access_token": "access-\(secret)", "refresh_token": "refresh-\(secret)",
+                "expires_in": 3600, "scopes": ["read"],
+            ]
+        case .clientCredentials: ["client": "client", "scopes": ["read"]]
+        }
+    }
+
+    /// The secret strings `value(_:secret:)` puts in a value of that type.
+    static func secrets(_ type: CredentialType, secret: String = "s3cr3t") -> [String] {
+        switch type {
+        case .bearer: ["bearer-\(secret)"]
+        case .apiKey: ["apikey-\(secret)"]
+        case .headerSet: ["one-\(secret)", "two-\(secret)"]
+        case .basic: ["password-\(secret)"]
+        case .cookie: ["cookie-\(secret)"]
+        case .awsSigV4: ["aws-\(secret)", "sts-\(secret)"]
+        case .oauthClient: ["client-secret-\(secret)"]
+        case .oauth: ["access-\(secret)", "refresh-\(secret)"]
+        case .clientCredentials: []
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import LatchkeyApp
+import LatchkeyCore
+import LatchkeyCrypto
+import LatchkeyStore
+import LatchkeyTesting
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// Runs the built `latchkey` binary as a real process, with standard input
+/// fed from a file and output captured through files (no pipes to drain, no
+/// thread blocked while it runs).
+enum LatchkeyProcess {
+    struct Result: Sendable {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+        var output: String { self.stdout + self.stderr }
+    }
+
+    /// The `latchkey` binary SwiftPM built beside the test bundle.
+    static var binary: URL {
+        get throws {
+            var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            // On Linux the test runner is .build/<config>/LatchkeyPackageTests.xctest.
+            for _ in 0..<3 {
+                let candidate = directory.appendingPathComponent("latchkey")
+                if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+                directory.deleteLastPathComponent()
+            }
+            throw CocoaError(
+                .fileNoSuchFile, userInfo: [NSFilePathErrorKey: "latchkey next to \(CommandLine.arguments[0])"])
+        }
+    }
+
+    static func run(_ arguments: [String], environment: [String: String], stdin: String = "") async throws -> Result {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("latchkey-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let (inURL, outURL, errURL) = (
+            scratch.appendingPathComponent("in"), scratch.appendingPathComponent("out"),
+            scratch.appendingPathComponent("err")
+        )
+        try Data(stdin.utf8).write(to: inURL)
+        try Data().write(to: outURL)
+        try Data().write(to: errURL)
+
+        let process = Process()
+        process.executableURL = try Self.binary
+        process.arguments = arguments
+        // Only what the test gives, plus PATH: the developer's LATCHKEY_* must not leak in.
+        process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { given, _ in given }
+        process.standardInput = try FileHandle(forReadingFrom: inURL)
+        process.standardOutput = try FileHandle(forWritingTo: outURL)
+        process.standardError = try FileHandle(forWritingTo: errURL)
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do {
+                try process.run()
+            } catch {
+                process.terminationHandler = nil
+                continuation.resume(throwing: error)
+            }
+        }
+        return Result(
+            status: status,
+            stdout: try String(contentsOf: outURL, encoding: .utf8),
+            stderr: try String(contentsOf: errURL, encoding: .utf8))
+    }
+}
