@@ -40,6 +40,17 @@ struct APIClient {
     let baseURL: String
     let key: String
 
+    /// One client for the process. Unlike a server's, it does not retry a
+    /// refused connection until the deadline: a person at a terminal should
+    /// hear at once that nothing is listening. (A static is never
+    /// deinitialised, so it needs no shutdown.)
+    static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .seconds(5)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
     func call(_ method: HTTPMethod, _ path: String, body: JSONValue? = nil) async throws -> (UInt, Data) {
         var request = HTTPClientRequest(url: self.baseURL + path)
         request.method = method
@@ -51,7 +62,7 @@ struct APIClient {
         }
         let response: HTTPClientResponse
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            response = try await Self.http.execute(request, timeout: .seconds(30))
         } catch {
             throw APIClientError(description: "cannot reach Latchkey at \(self.baseURL): \(error)")
         }
