@@ -7,5 +7,9 @@ package enum AuditAction: String, Sendable, CaseIterable {
     case credentialDelete = "credential.delete"
     case vaultCreate = "vault.create"
     case authFailure = "auth.failure"
+    case authBlocked = "auth.ip_blocked"
+    case keyMint = "key.mint"
+    case keyRevoke = "key.revoke"
+    case keyExpire = "key.expire"
     case rekey = "keyring.rekey"
 }

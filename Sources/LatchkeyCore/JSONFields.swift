@@ -30,8 +30,10 @@ package struct JSONFields {
         return value
     }
 
-    package mutating func requiredString(_ name: String, allowEmpty: Bool = false) throws(LatchkeyError) -> String {
-        guard let value = try self.optionalString(name, allowEmpty: allowEmpty) else {
+    package mutating func requiredString(
+        _ name: String, allowEmpty: Bool = false, maxBytes: Int = CredentialValidator.maxStringBytes
+    ) throws(LatchkeyError) -> String {
+        guard let value = try self.optionalString(name, allowEmpty: allowEmpty, maxBytes: maxBytes) else {
             throw .validation(self.prefix + name, "is required for \(self.subject)")
         }
         return value

@@ -10,6 +10,9 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
         case invalidParameter = "INVALID_PARAMETER"
         case invalidKey = "INVALID_KEY"
         case forbidden = "FORBIDDEN"
+        case ipNotAllowed = "IP_NOT_ALLOWED"
+        case keyNotFound = "KEY_NOT_FOUND"
+        case rateLimited = "RATE_LIMITED"
         case notFound = "NOT_FOUND"
         case vaultNotFound = "VAULT_NOT_FOUND"
         case credentialNotFound = "CREDENTIAL_NOT_FOUND"
@@ -27,11 +30,14 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
     package let message: String
     /// The request field the error is about (`value.token`, `name`), when there is one.
     package let field: String?
+    /// For `RATE_LIMITED`: seconds until a retry can succeed (`Retry-After`).
+    package let retryAfterSeconds: Int?
 
-    package init(_ code: Code, _ message: String, field: String? = nil) {
+    package init(_ code: Code, _ message: String, field: String? = nil, retryAfterSeconds: Int? = nil) {
         self.code = code
         self.message = message
         self.field = field
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     /// The HTTP status code this error is answered with.
@@ -39,12 +45,13 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
         switch self.code {
         case .badRequest, .malformedJSON, .invalidParameter: 400
         case .invalidKey: 401
-        case .forbidden: 403
-        case .notFound, .vaultNotFound, .credentialNotFound: 404
+        case .forbidden, .ipNotAllowed: 403
+        case .notFound, .vaultNotFound, .credentialNotFound, .keyNotFound: 404
         case .methodNotAllowed: 405
         case .credentialExists, .vaultExists, .credentialInUse: 409
         case .payloadTooLarge: 413
         case .validationFailed: 422
+        case .rateLimited: 429
         case .internalError: 500
         case .databaseUnavailable: 503
         }
@@ -71,6 +78,14 @@ extension LatchkeyError {
     }
     package static let invalidKey = Self(
         .invalidKey, "Missing or invalid API key: send 'Authorization: Bearer <key>'.")
+    package static let ipNotAllowed = Self(
+        .ipNotAllowed, "This API key may not be used from this address.")
+    package static func forbidden(_ message: String) -> Self { .init(.forbidden, message) }
+    package static func rateLimited(retryAfter seconds: Int) -> Self {
+        .init(
+            .rateLimited, "Too many requests for this API key; retry after \(seconds) second(s).",
+            retryAfterSeconds: seconds)
+    }
     package static let databaseUnavailable = Self(
         .databaseUnavailable, "The database is unavailable; nothing was changed. Retry shortly.")
     package static let internalError = Self(
