@@ -417,12 +417,10 @@ package struct VaultStore: Sendable {
         _ connection: PostgresConnection, action: AuditAction, vault: String?, credential: String?,
         by principal: Principal, outcome: AuditEvent.Outcome, detail: [String: JSONValue] = [:]
     ) async throws {
-        try await connection.query(
-            """
-            INSERT INTO audit_events (actor, action, vault, credential, outcome, detail)
-            VALUES (\(principal.name), \(action.rawValue), \(vault), \(credential), \(outcome.rawValue),
-                    \(JSONText.encode(detail))::jsonb)
-            """, logger: self.logger)
+        try await AuditLog.append(
+            connection, logger: self.logger, action: action, vault: vault, credential: credential,
+            actor: principal.name,
+            outcome: outcome, detail: detail)
     }
 
     /// Runs a mutation; when it fails for a reason the caller should know
