@@ -1,21 +1,29 @@
 package import Foundation
 package import Hummingbird
 import LatchkeyCrypto
-import LatchkeyHTTP
+package import LatchkeyHTTP
 import LatchkeyStore
 package import Logging
 import PostgresNIO
 
-/// Builds the Latchkey server: the Postgres pool (a service in the
-/// application's group), the vault store and the router. Before the server
-/// accepts a connection it verifies that the master keys open what is stored
-/// (changing nothing if they do not) and applies pending migrations under the
-/// advisory lock. Tests call this too.
-package func buildApplication(
+/// The assembled server and the parts tests and commands reach into.
+package struct LatchkeyServer: Sendable {
+    package let application: Application<RouterResponder<LatchkeyRequestContext>>
+    package let usageFlusher: UsageFlusher
+    package let keyCache: KeyCache
+}
+
+/// Builds the Latchkey server: the Postgres pool, the key-change listener and
+/// the usage flusher (services in the application's group, in that order, so
+/// shutdown stops the server first, then flushes usage, then closes the
+/// pool), the stores and the router. Before the server accepts a connection
+/// it verifies that the master keys open what is stored (changing nothing if
+/// they do not) and applies pending migrations under the advisory lock.
+package func buildServer(
     _ configuration: LatchkeyConfiguration,
     logger: Logger,
     now: @escaping @Sendable () -> Date = { Date() }
-) throws -> some ApplicationProtocol {
+) throws -> LatchkeyServer {
     try configuration.validate()
     let keyRing = try KeyRing(currentHex: configuration.masterKey, previousHex: configuration.previousMasterKeys)
     let sealer = Sealer(keyRing: keyRing)
@@ -23,17 +31,26 @@ package func buildApplication(
         configuration: try DatabaseURL.configuration(configuration.databaseURL), backgroundLogger: logger)
     let store = VaultStore(
         client: client, sealer: sealer, refreshWindow: configuration.refreshWindow, logger: logger)
+    let keys = KeyStore(client: client, logger: logger)
     let migrator = try Migrator(logger: logger)
-    if configuration.adminSecret == nil {
-        logger.warning("LATCHKEY_ADMIN_SECRET is not set: every admin call will be refused")
-    }
+    let cache = KeyCache()
+    let usage = UsageRecorder()
+    let flusher = UsageFlusher(
+        usage: usage, keys: keys, interval: configuration.usageFlushInterval, now: now, logger: logger)
+    let authentication = AuthenticationDependencies(
+        keys: keys, cache: cache,
+        rateLimiter: RateLimiter(
+            rate: configuration.rateLimit, burst: configuration.rateLimitBurst ?? configuration.rateLimit * 2),
+        usage: usage, adminSecret: configuration.adminSecret, trustedProxies: configuration.trustedProxies, now: now)
     let router = buildRouter(
-        RouterDependencies(store: store, migrator: migrator, adminSecret: configuration.adminSecret, now: now))
+        RouterDependencies(
+            store: store, migrator: migrator, authentication: authentication,
+            maxEphemeralTTL: configuration.maxEphemeralTTL, now: now))
     var application = Application(
         router: router,
         configuration: .init(
             address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: "latchkey"),
-        services: [client],
+        services: [client, KeyInvalidationListener(client: client, cache: cache, logger: logger), flusher],
         logger: logger
     )
     application.beforeServerStarts {
@@ -54,5 +71,14 @@ package func buildApplication(
                 metadata: ["rekey.pending_rows": "\(pending)"])
         }
     }
-    return application
+    return LatchkeyServer(application: application, usageFlusher: flusher, keyCache: cache)
+}
+
+/// The server as an application to run (`latchkey serve`, most tests).
+package func buildApplication(
+    _ configuration: LatchkeyConfiguration,
+    logger: Logger,
+    now: @escaping @Sendable () -> Date = { Date() }
+) throws -> some ApplicationProtocol {
+    try buildServer(configuration, logger: logger, now: now).application
 }

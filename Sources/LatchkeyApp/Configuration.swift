@@ -1,4 +1,5 @@
 import Foundation
+package import LatchkeyCore
 
 /// Everything `latchkey serve` needs, as plain values. Only the executable
 /// reads the environment and flags (`fromEnvironment`); tests build this
@@ -21,6 +22,16 @@ package struct LatchkeyConfiguration: Sendable {
     package var refreshWindow: Duration = .seconds(300)
     /// Apply pending migrations at start-up (`serve --no-migrate` turns it off).
     package var migrateOnStart: Bool = true
+    /// `LATCHKEY_TRUSTED_PROXIES`: CIDR blocks whose `X-Forwarded-For` is believed.
+    package var trustedProxies: [CIDR] = []
+    /// `LATCHKEY_RATE_LIMIT`: requests per second per API key, per replica.
+    package var rateLimit: Double = 1_000
+    /// `LATCHKEY_RATE_LIMIT_BURST`: bucket size; default twice the rate.
+    package var rateLimitBurst: Double?
+    /// `LATCHKEY_EPHEMERAL_MAX_TTL`: the longest `ttl_seconds` an ephemeral key may ask for.
+    package var maxEphemeralTTL: Duration = .seconds(86_400)
+    /// `LATCHKEY_USAGE_FLUSH_INTERVAL`: how often aggregated usage is written.
+    package var usageFlushInterval: Duration = .seconds(5)
 
     package init(databaseURL: String) {
         self.databaseURL = databaseURL
@@ -64,8 +75,42 @@ package struct LatchkeyConfiguration: Sendable {
             }
             configuration.refreshWindow = .seconds(seconds)
         }
+        if let proxies = value("LATCHKEY_TRUSTED_PROXIES") {
+            configuration.trustedProxies = try proxies.split(separator: ",").map { entry throws(ConfigurationError) in
+                guard let block = CIDR(entry.trimmingCharacters(in: .whitespaces)) else {
+                    throw ConfigurationError(
+                        "LATCHKEY_TRUSTED_PROXIES must be comma-separated CIDR blocks, e.g. 10.0.0.0/8,fd00::/8")
+                }
+                return block
+            }
+        }
+        configuration.rateLimit = try Self.number(
+            value("LATCHKEY_RATE_LIMIT"), "LATCHKEY_RATE_LIMIT", in: 1...1_000_000, default: configuration.rateLimit)
+        if let burst = value("LATCHKEY_RATE_LIMIT_BURST") {
+            configuration.rateLimitBurst = try Self.number(
+                burst, "LATCHKEY_RATE_LIMIT_BURST", in: 1...10_000_000, default: 0)
+        }
+        if let ttl = value("LATCHKEY_EPHEMERAL_MAX_TTL") {
+            configuration.maxEphemeralTTL = .seconds(
+                Int(try Self.number(ttl, "LATCHKEY_EPHEMERAL_MAX_TTL", in: 60...31_536_000, default: 0)))
+        }
+        if let interval = value("LATCHKEY_USAGE_FLUSH_INTERVAL") {
+            configuration.usageFlushInterval = .seconds(
+                Int(try Self.number(interval, "LATCHKEY_USAGE_FLUSH_INTERVAL", in: 1...300, default: 0)))
+        }
         try configuration.validate()
         return configuration
+    }
+
+    private static func number(
+        _ text: String?, _ variable: String, in range: ClosedRange<Double>, default fallback: Double
+    ) throws(ConfigurationError) -> Double {
+        guard let text else { return fallback }
+        guard let number = Double(text), number.isFinite, range.contains(number), number == number.rounded() else {
+            throw ConfigurationError(
+                "\(variable) must be a whole number from \(Int(range.lowerBound)) to \(Int(range.upperBound))")
+        }
+        return number
     }
 
     /// Parses `host:port` (`[::1]:8080` for IPv6).

@@ -30,6 +30,9 @@ struct CredentialController {
         guard let type = CredentialType(rawValue: typeName) else {
             throw LatchkeyError.validation("type", "'\(typeName.prefix(40))' is not one of \(CredentialType.allNames)")
         }
+        guard context.caller.scope.allows(vault: vault, credential: name) else {
+            throw LatchkeyError.forbidden("This key is not scoped to credential '\(name)'.")
+        }
         let description = try fields.optionalString("description", allowEmpty: true, maxBytes: 1024) ?? ""
         let now = self.now()
         let value = try CredentialValidator.validate(type: type, value: fields.take("value"), now: now)
@@ -64,6 +67,10 @@ struct CredentialController {
         }
         var page = try await self.store.listCredentials(vault: vault, filter: filter)
         page.nextCursor = page.nextCursor.map(Cursor.encode)
+        // A key limited to some credentials sees only those (a page may then
+        // hold fewer than `limit` items; the cursor still walks every name).
+        let scope = context.caller.scope
+        page.items.removeAll { !scope.allows(vault: vault, credential: $0.name) }
         return try APIJSON.response(page)
     }
 

@@ -73,6 +73,9 @@ package struct APIErrorMiddleware: RouterMiddleware {
         if error.code == .invalidKey {
             response.headers[.wwwAuthenticate] = "Bearer"
         }
+        if let seconds = error.retryAfterSeconds {
+            response.headers[.retryAfter] = String(seconds)
+        }
         return response
     }
 

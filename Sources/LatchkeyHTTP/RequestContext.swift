@@ -18,8 +18,14 @@ package struct LatchkeyRequestContext: RequestContext, RemoteAddressRequestConte
 
     /// Set by the authentication middleware once the caller is known.
     package var principal: Principal? {
-        get { self.authenticated.value.withLock { $0 } }
-        nonmutating set { self.authenticated.value.withLock { $0 = newValue } }
+        get { self.authenticated.value.withLock { $0.principal } }
+        nonmutating set { self.authenticated.value.withLock { $0.principal = newValue } }
+    }
+
+    /// The client's address (after trusted-proxy resolution), once known.
+    package var clientAddress: IPAddress? {
+        get { self.authenticated.value.withLock { $0.address } }
+        nonmutating set { self.authenticated.value.withLock { $0.address = newValue } }
     }
 
     /// The authenticated caller; the authentication middleware guarantees it
@@ -28,5 +34,5 @@ package struct LatchkeyRequestContext: RequestContext, RemoteAddressRequestConte
 }
 
 private final class AuthenticatedPrincipal: Sendable {
-    let value = Mutex<Principal?>(nil)
+    let value = Mutex<(principal: Principal?, address: IPAddress?)>((nil, nil))
 }

@@ -8,18 +8,32 @@ import PostgresNIO
 package struct RouterDependencies: Sendable {
     package var store: VaultStore
     package var migrator: Migrator
-    package var adminSecret: String?
+    package var authentication: AuthenticationDependencies
+    package var maxEphemeralTTL: Duration
     package var now: @Sendable () -> Date
 
-    package init(store: VaultStore, migrator: Migrator, adminSecret: String?, now: @escaping @Sendable () -> Date) {
+    package init(
+        store: VaultStore, migrator: Migrator, authentication: AuthenticationDependencies, maxEphemeralTTL: Duration,
+        now: @escaping @Sendable () -> Date
+    ) {
         self.store = store
         self.migrator = migrator
-        self.adminSecret = adminSecret
+        self.authentication = authentication
+        self.maxEphemeralTTL = maxEphemeralTTL
         self.now = now
     }
 }
 
-/// The whole HTTP surface: health checks in the open, `/v1` behind authentication.
+/// The whole HTTP surface. Health checks are open; every `/v1` route passes
+/// the `Authenticator`, then the `RequireAccess` of its group, which is where
+/// each route's role and scope are decided:
+///
+/// | group | who | routes |
+/// |---|---|---|
+/// | minting | admin keys (within their scope), the bootstrap secret | `POST /v1/keys` |
+/// | installation | admin keys for all vaults | keys, audit, `POST /v1/vaults` |
+/// | any admin | admin keys (lists filtered to their vaults) | `GET /v1/vaults` |
+/// | vault admin | admin keys scoped to `{vault}` | `/v1/vaults/{vault}/...` |
 package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyRequestContext> {
     let router = Router(context: LatchkeyRequestContext.self)
     router.add(middleware: APIErrorMiddleware())
@@ -43,10 +57,25 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
         }
     }
 
-    let v1 = router.group("v1")
-        .add(middleware: AdminSecretAuthenticator(adminSecret: dependencies.adminSecret, store: dependencies.store))
-    VaultController(store: dependencies.store).addRoutes(to: v1)
-    CredentialController(store: dependencies.store, now: dependencies.now).addRoutes(to: v1)
-    AuditController(store: dependencies.store).addRoutes(to: v1)
+    let v1 = router.group("v1").add(middleware: Authenticator(dependencies.authentication))
+    let keys = KeyController(
+        keys: dependencies.authentication.keys, maxEphemeralTTL: dependencies.maxEphemeralTTL, now: dependencies.now)
+    let vaults = VaultController(store: dependencies.store)
+
+    let minting = v1.group().add(middleware: RequireAccess(role: .admin, allowsBootstrapSecret: true))
+    keys.addMintRoute(to: minting)
+
+    let installation = v1.group().add(middleware: RequireAccess(role: .admin, needsAllVaults: true))
+    keys.addRoutes(to: installation)
+    AuditController(store: dependencies.store).addRoutes(to: installation)
+    vaults.addCreateRoute(to: installation)
+
+    let anyAdmin = v1.group().add(middleware: RequireAccess(role: .admin))
+    vaults.addListRoute(to: anyAdmin)
+
+    let vaultAdmin = v1.group()
+        .add(middleware: RequireAccess(role: .admin, vaultParameter: "vault", credentialParameter: "name"))
+    vaults.addVaultRoutes(to: vaultAdmin)
+    CredentialController(store: dependencies.store, now: dependencies.now).addRoutes(to: vaultAdmin)
     return router
 }

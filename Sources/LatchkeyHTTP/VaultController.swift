@@ -6,14 +6,23 @@ import LatchkeyStore
 struct VaultController {
     let store: VaultStore
 
-    func addRoutes(to group: RouterGroup<LatchkeyRequestContext>) {
+    func addListRoute(to group: RouterGroup<LatchkeyRequestContext>) {
         group.get("vaults", use: self.list)
+    }
+
+    func addCreateRoute(to group: RouterGroup<LatchkeyRequestContext>) {
         group.post("vaults", use: self.create)
+    }
+
+    func addVaultRoutes(to group: RouterGroup<LatchkeyRequestContext>) {
         group.get("vaults/:vault", use: self.get)
     }
 
+    /// Every vault the caller's key is scoped to.
     @Sendable func list(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {
-        try APIJSON.response(Page(items: try await self.store.listVaults(), nextCursor: nil))
+        let scope = context.caller.scope
+        let visible = try await self.store.listVaults().filter { scope.allows(vault: $0.name) }
+        return try APIJSON.response(Page(items: visible, nextCursor: nil))
     }
 
     @Sendable func get(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {

@@ -1,47 +1,97 @@
-import Foundation
+package import Foundation
 package import Hummingbird
-import LatchkeyCore
+package import LatchkeyCore
 import LatchkeyCrypto
 package import LatchkeyStore
 import Logging
 
-/// Authenticates admin calls with the bootstrap secret
-/// (`Authorization: Bearer $LATCHKEY_ADMIN_SECRET`), compared in constant
-/// time. Every failure is answered 401 `INVALID_KEY` and audited with the
-/// caller's address, never with what it sent.
-package struct AdminSecretAuthenticator: RouterMiddleware {
+/// Everything authentication needs, shared by the middleware instances.
+package struct AuthenticationDependencies: Sendable {
+    package var keys: KeyStore
+    package var cache: KeyCache
+    package var rateLimiter: RateLimiter
+    package var usage: UsageRecorder
+    package var adminSecret: String?
+    /// Proxies whose `X-Forwarded-For` is believed (`LATCHKEY_TRUSTED_PROXIES`).
+    package var trustedProxies: [CIDR]
+    package var now: @Sendable () -> Date
+
+    package init(
+        keys: KeyStore, cache: KeyCache, rateLimiter: RateLimiter, usage: UsageRecorder, adminSecret: String?,
+        trustedProxies: [CIDR], now: @escaping @Sendable () -> Date
+    ) {
+        self.keys = keys
+        self.cache = cache
+        self.rateLimiter = rateLimiter
+        self.usage = usage
+        self.adminSecret = adminSecret
+        self.trustedProxies = trustedProxies
+        self.now = now
+    }
+}
+
+/// Authenticates every `/v1` request, in the order SPEC section 3 sets:
+/// parse the bearer → look the key up (cached) → IP allowlist (403, counted,
+/// before anything else) → revocation and expiry (401) → rate limit (429).
+/// Role and scope are checked after, per route group, by `RequireAccess`.
+/// Nothing here writes to the database: usage and failures are aggregated in
+/// memory and flushed in batches.
+package struct Authenticator: RouterMiddleware {
     package typealias Context = LatchkeyRequestContext
 
-    let adminSecret: String?
-    let store: VaultStore
+    let dependencies: AuthenticationDependencies
 
-    package init(adminSecret: String?, store: VaultStore) {
-        self.adminSecret = adminSecret
-        self.store = store
+    package init(_ dependencies: AuthenticationDependencies) {
+        self.dependencies = dependencies
     }
 
     package func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        let presented = Self.bearerToken(request)
-        guard let presented, let adminSecret, constantTimeEquals(presented, adminSecret) else {
-            var detail: [String: JSONValue] = [
-                "reason": .string(presented == nil ? "missing_or_malformed_authorization" : "unknown_key"),
-                "route": .string("\(request.method.rawValue) \(request.uri.path.prefix(200))"),
-            ]
-            if let address = context.remoteAddress?.ipAddress { detail["remote_address"] = .string(address) }
-            do {
-                try await self.store.recordAudit(
-                    action: .authFailure, vault: nil, credential: nil, by: .anonymous, outcome: .denied,
-                    detail: detail)
-            } catch {
-                // Never let an audit outage turn a 401 into a 500.
-                context.logger.warning("could not audit a failed authentication")
-            }
-            throw LatchkeyError.invalidKey
+        let address = ClientAddress.resolve(
+            peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[.init("X-Forwarded-For")!],
+            trusted: self.dependencies.trustedProxies)
+        context.clientAddress = address
+        guard let token = Self.bearerToken(request) else {
+            return try self.refuse(
+                .invalidKey, reason: "missing_or_malformed_authorization", prefix: nil, address: address)
         }
-        context.principal = .adminSecret
+        // The bootstrap secret: constant-time comparison; RequireAccess limits
+        // it to minting keys.
+        if let secret = self.dependencies.adminSecret, constantTimeEquals(token, secret) {
+            context.principal = .adminSecret
+            return try await next(request, context)
+        }
+        guard APIKeyMaterial.looksLikeKey(token),
+            let record = try await self.dependencies.cache.record(
+                hash: APIKeyMaterial.hash(token), store: self.dependencies.keys)
+        else {
+            return try self.refuse(.invalidKey, reason: "unknown_key", prefix: nil, address: address)
+        }
+        if let allowlist = record.allowlist {
+            guard let address, allowlist.contains(where: { $0.contains(address) }) else {
+                self.dependencies.usage.recordBlocked(record.id, address: address?.description)
+                throw LatchkeyError.ipNotAllowed
+            }
+        }
+        let now = self.dependencies.now()
+        if record.revoked || record.isExpired(at: now) {
+            return try self.refuse(
+                .invalidKey, reason: record.revoked ? "revoked_key" : "expired_key", prefix: record.prefix,
+                address: address)
+        }
+        if let wait = self.dependencies.rateLimiter.acquire(record.id, now: now) {
+            throw LatchkeyError.rateLimited(retryAfter: wait)
+        }
+        self.dependencies.usage.recordCall(record.id, at: now)
+        context.principal = .apiKey(id: record.id, prefix: record.prefix, role: record.role, scope: record.scope)
         return try await next(request, context)
+    }
+
+    private func refuse(_ error: LatchkeyError, reason: String, prefix: String?, address: IPAddress?) throws -> Response
+    {
+        self.dependencies.usage.recordFailure(reason: reason, keyPrefix: prefix, address: address?.description)
+        throw error
     }
 
     /// The token from `Authorization: Bearer <token>`, or nil when the header
@@ -51,6 +101,82 @@ package struct AdminSecretAuthenticator: RouterMiddleware {
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
         let token = parts[1].trimmingCharacters(in: .whitespaces)
-        return token.isEmpty ? nil : Substring(token)
+        return token.isEmpty || token.utf8.count > 1024 ? nil : Substring(token)
+    }
+}
+
+/// Where a request came from: the socket's peer, unless that peer is a
+/// trusted proxy, in which case the right-most `X-Forwarded-For` address that
+/// is not itself a trusted proxy (the left-most entries are whatever the
+/// client chose to send and prove nothing).
+package enum ClientAddress {
+    package static func resolve(peer peerText: String?, forwardedFor: String?, trusted: [CIDR]) -> IPAddress? {
+        guard let peerText, let peer = IPAddress(peerText) else { return nil }
+        guard !trusted.isEmpty, trusted.contains(where: { $0.contains(peer) }), let forwardedFor else { return peer }
+        var client = peer
+        for hop in forwardedFor.split(separator: ",").reversed() {
+            guard let address = IPAddress(hop.trimmingCharacters(in: .whitespaces)) else { break }
+            client = address
+            if !trusted.contains(where: { $0.contains(address) }) { break }
+        }
+        return client
+    }
+}
+
+/// Checks role and scope for a group of routes. The bootstrap admin secret
+/// passes only where `allowsBootstrapSecret` (minting keys).
+package struct RequireAccess: RouterMiddleware {
+    package typealias Context = LatchkeyRequestContext
+
+    let role: APIKeyRole
+    /// The route manages the whole installation (keys, audit, new vaults).
+    let needsAllVaults: Bool
+    /// The path parameter naming the vault the route acts on.
+    let vaultParameter: String?
+    /// The path parameter naming the credential, checked against a key's
+    /// credential list (routes that take the name from the body check it
+    /// themselves).
+    let credentialParameter: String?
+    let allowsBootstrapSecret: Bool
+
+    package init(
+        role: APIKeyRole, needsAllVaults: Bool = false, vaultParameter: String? = nil,
+        credentialParameter: String? = nil, allowsBootstrapSecret: Bool = false
+    ) {
+        self.role = role
+        self.needsAllVaults = needsAllVaults
+        self.vaultParameter = vaultParameter
+        self.credentialParameter = credentialParameter
+        self.allowsBootstrapSecret = allowsBootstrapSecret
+    }
+
+    package func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let principal = context.caller
+        if principal.isBootstrapSecret && !self.allowsBootstrapSecret {
+            throw LatchkeyError.forbidden(
+                "LATCHKEY_ADMIN_SECRET can only mint API keys (POST /v1/keys); call this with an admin key.")
+        }
+        guard principal.role == self.role else {
+            throw LatchkeyError.forbidden(
+                "A \(principal.role?.rawValue ?? "anonymous") key cannot call \(request.method.rawValue) \(context.endpointPath ?? request.uri.path)."
+            )
+        }
+        if self.needsAllVaults && !principal.scope.coversAllVaults {
+            throw LatchkeyError.forbidden("This endpoint needs an admin key for all vaults ('*').")
+        }
+        if let parameter = self.vaultParameter, let vault = context.parameters.get(parameter),
+            !principal.scope.allows(vault: vault)
+        {
+            throw LatchkeyError.forbidden("This key is not scoped to vault '\(vault.prefix(64))'.")
+        }
+        if let vaultParameter, let credentialParameter, let vault = context.parameters.get(vaultParameter),
+            let credential = context.parameters.get(credentialParameter),
+            !principal.scope.allows(vault: vault, credential: credential)
+        {
+            throw LatchkeyError.forbidden("This key is not scoped to credential '\(credential.prefix(128))'.")
+        }
+        return try await next(request, context)
     }
 }

@@ -1,0 +1,68 @@
+package import Foundation
+package import LatchkeyStore
+import Synchronization
+
+/// Aggregates, in memory, what the authentication path observes (calls per
+/// key per hour, last seen, blocked attempts, failed authentications), so the
+/// hot path never writes to the database; `drain()` hands the batch to the
+/// periodic flush.
+package final class UsageRecorder: Sendable {
+    private let batch = Mutex(KeyUsageBatch())
+    /// Bounds the distinct failure rows one flush can write, whatever a
+    /// client floods us with; beyond it failures still count under one row.
+    private let maxFailureRows = 1_000
+
+    package init() {}
+
+    package func recordCall(_ key: UUID, at now: Date) {
+        let hour = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / 3600).rounded(.down) * 3600)
+        self.batch.withLock { batch in
+            batch.calls[key, default: [:]][hour, default: 0] += 1
+            batch.lastSeen[key] = max(batch.lastSeen[key] ?? now, now)
+        }
+    }
+
+    package func recordBlocked(_ key: UUID, address: String?) {
+        self.batch.withLock { batch in
+            var entry = batch.blocked[key] ?? (count: 0, addresses: [])
+            entry.count += 1
+            if let address, entry.addresses.count < 20 { entry.addresses.insert(address) }
+            batch.blocked[key] = entry
+        }
+    }
+
+    package func recordFailure(reason: String, keyPrefix: String?, address: String?) {
+        self.batch.withLock { batch in
+            var key = AuthFailureKey(reason: reason, keyPrefix: keyPrefix, address: address)
+            if batch.failures[key] == nil, batch.failures.count >= self.maxFailureRows {
+                key = AuthFailureKey(reason: "other_failures", keyPrefix: nil, address: nil)
+            }
+            batch.failures[key, default: 0] += 1
+        }
+    }
+
+    /// Takes everything recorded so far.
+    package func drain() -> KeyUsageBatch {
+        self.batch.withLock { batch in
+            defer { batch = KeyUsageBatch() }
+            return batch
+        }
+    }
+
+    /// Puts back a batch whose flush failed, so counts survive a database outage.
+    package func restore(_ failed: KeyUsageBatch) {
+        self.batch.withLock { batch in
+            for (key, hours) in failed.calls {
+                for (hour, calls) in hours { batch.calls[key, default: [:]][hour, default: 0] += calls }
+            }
+            for (key, seen) in failed.lastSeen { batch.lastSeen[key] = max(batch.lastSeen[key] ?? seen, seen) }
+            for (key, blocked) in failed.blocked {
+                var entry = batch.blocked[key] ?? (count: 0, addresses: [])
+                entry.count += blocked.count
+                entry.addresses.formUnion(blocked.addresses)
+                batch.blocked[key] = entry
+            }
+            for (key, count) in failed.failures { batch.failures[key, default: 0] += count }
+        }
+    }
+}
