@@ -5,6 +5,7 @@ import HummingbirdTesting
 import LatchkeyApp
 import LatchkeyCore
 import LatchkeyCrypto
+import LatchkeyHTTP
 import LatchkeyStore
 import LatchkeyTesting
 import Logging
@@ -218,12 +219,12 @@ struct BadInputTests {
     func refused(_ badCase: Case) async throws {
         try await Harness.withApp { harness, client in
             let seeded = try await client.call(
-                .post, Self.credentials, key: harness.adminSecret,
+                .post, Self.credentials, key: harness.adminKey,
                 body: json(["name": "existing", "type": "bearer", "value": ["token": "keep-me"]]))
             #expect(seeded.status == 201)
             let before = try await harness.dataSnapshot()
             let response = try await client.call(
-                badCase.method, badCase.uri, key: harness.adminSecret, body: badCase.body)
+                badCase.method, badCase.uri, key: harness.adminKey, body: badCase.body)
             #expect(response.status == badCase.status, "\(response.body)")
             #expect(response.errorCode == badCase.code, "\(response.body)")
             #expect(response.json["error"]["message"].stringValue?.isEmpty == false)
@@ -241,14 +242,14 @@ struct BadInputTests {
             let huge = json([
                 "name": "big", "type": "bearer", "value": ["token": String(repeating: "x", count: 300_000)],
             ])
-            let response = try await client.call(.post, Self.credentials, key: harness.adminSecret, body: huge)
+            let response = try await client.call(.post, Self.credentials, key: harness.adminKey, body: huge)
             #expect(response.status == 413)
             #expect(response.errorCode == "PAYLOAD_TOO_LARGE")
             // Under the body limit but over the per-field limit: a field-level 422.
             let long = json([
                 "name": "big", "type": "bearer", "value": ["token": String(repeating: "x", count: 20_000)],
             ])
-            let tooLong = try await client.call(.post, Self.credentials, key: harness.adminSecret, body: long)
+            let tooLong = try await client.call(.post, Self.credentials, key: harness.adminKey, body: long)
             #expect(tooLong.status == 422)
             #expect(tooLong.json["error"]["field"] == .string("value.token"))
             #expect(try await harness.dataSnapshot() == before)
@@ -256,14 +257,15 @@ struct BadInputTests {
     }
 }
 
-@Suite("Admin authentication with the bootstrap secret")
-struct AdminAuthenticationTests {
+@Suite("Authentication failures")
+struct AuthenticationFailureTests {
     @Test(
         arguments: [
             nil, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "bearer wrong-secret", "Bearer wrong-secret",
-            "Token test-admin-secret",
+            "Token lk_live_x", "Bearer lk_live_" + String(repeating: "A", count: 43), "Bearer lk_live_has spaces",
+            "Bearer " + String(repeating: "x", count: 5000),
         ] as [String?])
-    func missingOrWrongCredentialsAre401(authorization: String?) async throws {
+    func missingMalformedOrUnknownKeysAre401(authorization: String?) async throws {
         try await Harness.withApp { harness, client in
             var headers: HTTPFields = [:]
             if let authorization { headers[.authorization] = authorization }
@@ -280,15 +282,18 @@ struct AdminAuthenticationTests {
                 #expect(response.headers[.wwwAuthenticate] == "Bearer")
             }
             #expect(try await harness.dataSnapshot() == before)
-            let failures = try await client.call(.get, "/v1/audit?action=auth.failure", key: harness.adminSecret)
-            #expect(failures.json["items"].arrayValue.count == 3)
+            // Audited, aggregated: the three attempts become one row.
+            await harness.flushUsage()
+            let failures = try await client.call(.get, "/v1/audit?action=auth.failure", key: harness.adminKey)
+            let attempts = failures.json["items"].arrayValue.compactMap { $0["detail"]["attempts"].intValue }
+            #expect(attempts == [3])
         }
     }
 
     @Test func theSchemeIsCaseInsensitiveAndHealthNeedsNoKey() async throws {
         try await Harness.withApp { harness, client in
             let response = try await client.call(
-                .get, "/v1/vaults", key: nil, headers: [.authorization: "bearer \(harness.adminSecret)"])
+                .get, "/v1/vaults", key: nil, headers: [.authorization: "bearer \(harness.adminKey)"])
             #expect(response.status == 200)
             #expect(try await client.call(.get, "/healthz", key: nil).status == 200)
         }

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import LatchkeyApp
 import LatchkeyCore
 import LatchkeyCrypto
+import LatchkeyHTTP
 import LatchkeyStore
 import LatchkeyTesting
 import Logging
@@ -18,7 +19,7 @@ struct CLITests {
     @Test func credentialCommandsAgainstALiveServer() async throws {
         try await Harness.withApp(.live) { harness, client in
             let port = try #require(client.port)
-            let environment = ["LATCHKEY_URL": "http://127.0.0.1:\(port)", "LATCHKEY_KEY": harness.adminSecret]
+            let environment = ["LATCHKEY_URL": "http://127.0.0.1:\(port)", "LATCHKEY_KEY": harness.adminKey]
             func run(_ arguments: String..., stdin: String = "") async throws -> LatchkeyProcess.Result {
                 try await LatchkeyProcess.run(arguments, environment: environment, stdin: stdin)
             }
@@ -99,10 +100,11 @@ struct CLITests {
             let new = MasterKey.generate()
             var environment = ["LATCHKEY_DATABASE_URL": database.url]
             let status = try await LatchkeyProcess.run(["migrate", "--status"], environment: environment)
-            #expect(status.stdout.contains("pending: 1, 2, 3, 4"), "\(status.output)")
+            let all = Migration.embedded.map { String($0.version) }.joined(separator: ", ")
+            #expect(status.stdout.contains("pending: \(all)"), "\(status.output)")
             let migrate = try await LatchkeyProcess.run(["migrate"], environment: environment)
             #expect(migrate.status == 0, "\(migrate.output)")
-            #expect(migrate.stdout.contains("Applied 4 migration(s)"))
+            #expect(migrate.stdout.contains("Applied \(Migration.embedded.count) migration(s): \(all)."))
             let again = try await LatchkeyProcess.run(["migrate"], environment: environment)
             #expect(again.stdout.contains("up to date"))
 
@@ -110,11 +112,7 @@ struct CLITests {
                 let store = VaultStore(
                     client: client, sealer: Sealer(keyRing: KeyRing(current: old)), logger: Logger(label: "t"))
                 for index in 0..<3 {
-                    _ = try await store.createCredential(
-                        vault: "default", name: "t\(index)", type: .bearer, description: "",
-                        value: try CredentialValidator.validate(
-                            type: .bearer, value: .object(["token": .string("v\(index)")]), now: Date()),
-                        by: .cli, now: Date())
+                    try await store.seedBearer("t\(index)", token: "v\(index)")
                 }
             }
             environment["LATCHKEY_MASTER_KEY"] = new.hex

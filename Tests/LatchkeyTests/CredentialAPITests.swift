@@ -5,6 +5,7 @@ import HummingbirdTesting
 import LatchkeyApp
 import LatchkeyCore
 import LatchkeyCrypto
+import LatchkeyHTTP
 import LatchkeyStore
 import LatchkeyTesting
 import Logging
@@ -20,7 +21,7 @@ struct CredentialAPITests {
     @Test("create stores every type sealed and answers metadata only", arguments: CredentialType.allCases)
     func createEveryType(type: CredentialType) async throws {
         try await Harness.withApp { harness, client in
-            let key = harness.adminSecret
+            let key = harness.adminKey
             if type.referencesClient {
                 let created = try await client.call(
                     .post, Self.base, key: key,
@@ -38,7 +39,7 @@ struct CredentialAPITests {
             #expect(metadata["name"] == .string("cred"))
             #expect(metadata["type"] == .string(type.rawValue))
             #expect(metadata["status"] == .string("active"))
-            #expect(metadata["created_by"] == .string("admin-secret"))
+            #expect(metadata["created_by"] == .string(harness.adminActor))
             #expect(metadata["description"] == .string("for tests"))
             #expect(metadata["value"] == .null)
             for secret in Samples.secrets(type) { #expect(!response.body.contains(secret)) }
@@ -56,7 +57,7 @@ struct CredentialAPITests {
 
     @Test func oauthTokenExpiryAndRefreshScheduleAreRecorded() async throws {
         try await Harness.withApp { harness, client in
-            let key = harness.adminSecret
+            let key = harness.adminKey
             _ = try await client.call(
                 .post, Self.base, key: key,
                 body: json(["name": "client", "type": "oauth_client", "value": Samples.value(.oauthClient)]))
@@ -94,10 +95,10 @@ struct CredentialAPITests {
     @Test func duplicateNamesAreRefusedAndChangeNothing() async throws {
         try await Harness.withApp { harness, client in
             let body = json(["name": "dup", "type": "bearer", "value": ["token": "first"]])
-            #expect(try await client.call(.post, Self.base, key: harness.adminSecret, body: body).status == 201)
+            #expect(try await client.call(.post, Self.base, key: harness.adminKey, body: body).status == 201)
             let before = try await harness.dataSnapshot()
             let again = try await client.call(
-                .post, Self.base, key: harness.adminSecret,
+                .post, Self.base, key: harness.adminKey,
                 body: json(["name": "dup", "type": "bearer", "value": ["token": "second"]]))
             #expect(again.status == 409)
             #expect(again.errorCode == "CREDENTIAL_EXISTS")
@@ -109,7 +110,7 @@ struct CredentialAPITests {
 
     @Test func listFiltersByTypeNameAndStalenessAndPaginates() async throws {
         try await Harness.withApp { harness, client in
-            let key = harness.adminSecret
+            let key = harness.adminKey
             for index in 0..<7 {
                 _ = try await client.call(
                     .post, Self.base, key: key,
@@ -164,7 +165,7 @@ struct CredentialAPITests {
 
     @Test func getShowsReferencesAndUsageAndIsAudited() async throws {
         try await Harness.withApp { harness, client in
-            let key = harness.adminSecret
+            let key = harness.adminKey
             _ = try await client.call(
                 .post, Self.base, key: key,
                 body: json(["name": "client", "type": "oauth_client", "value": Samples.value(.oauthClient)]))
@@ -193,7 +194,7 @@ struct CredentialAPITests {
 
     @Test func patchChangesOnlyTheDescription() async throws {
         try await Harness.withApp { harness, client in
-            let key = harness.adminSecret
+            let key = harness.adminKey
             _ = try await client.call(
                 .post, Self.base, key: key, body: json(["name": "pat", "type": "bearer", "value": ["token": "t"]]))
             let updated = try await client.call(
@@ -219,7 +220,7 @@ struct CredentialAPITests {
 
     @Test func rotateReplacesTheValueAtomicallyAndIsAudited() async throws {
         try await Harness.withApp { harness, client in
-            let key = harness.adminSecret
+            let key = harness.adminKey
             let created = try await client.call(
                 .post, Self.base, key: key,
                 body: json(["name": "api", "type": "api_key", "value": ["key": "old-key", "header": "X-Key"]]))
@@ -252,7 +253,7 @@ struct CredentialAPITests {
 
     @Test func deletingAnOAuthClientInUseNeedsForce() async throws {
         try await Harness.withApp { harness, client in
-            let key = harness.adminSecret
+            let key = harness.adminKey
             _ = try await client.call(
                 .post, Self.base, key: key,
                 body: json(["name": "client", "type": "oauth_client", "value": Samples.value(.oauthClient)]))
@@ -284,7 +285,7 @@ struct CredentialAPITests {
 
     @Test func oauthCredentialsMustNameAnOAuthClientInTheSameVault() async throws {
         try await Harness.withApp { harness, client in
-            let key = harness.adminSecret
+            let key = harness.adminKey
             _ = try await client.call(
                 .post, Self.base, key: key, body: json(["name": "plain", "type": "bearer", "value": ["token": "t"]]))
             let before = try await harness.dataSnapshot()
@@ -305,7 +306,7 @@ struct CredentialAPITests {
 struct VaultAndAuditAPITests {
     @Test func vaultsCanBeCreatedAndListedWithStatistics() async throws {
         try await Harness.withApp { harness, client in
-            let key = harness.adminSecret
+            let key = harness.adminKey
             let created = try await client.call(
                 .post, "/v1/vaults", key: key, body: json(["name": "team-payments", "description": "Payments"]))
             #expect(created.status == 201)
@@ -343,7 +344,7 @@ struct VaultAndAuditAPITests {
 
     @Test func auditRecordsActionsAndFiltersThem() async throws {
         try await Harness.withApp { harness, client in
-            let key = harness.adminSecret
+            let key = harness.adminKey
             _ = try await client.call(.post, "/v1/vaults", key: key, body: json(["name": "ops"]))
             _ = try await client.call(
                 .post, "/v1/vaults/ops/credentials", key: key,
@@ -352,21 +353,27 @@ struct VaultAndAuditAPITests {
                 .post, "/v1/vaults/ops/credentials/tok/rotate", key: key, body: json(["value": ["token": "y"]]))
             _ = try await client.call(.delete, "/v1/vaults/ops/credentials/tok", key: key)
             _ = try await client.call(.get, "/v1/vaults", key: "wrong-key")
+            _ = try await client.call(.get, "/v1/vaults", key: "lk_live_unknownKeyOfTheRightShape")
+            await harness.flushUsage()
 
             let all = try await client.call(.get, "/v1/audit", key: key)
             let actions = all.json["items"].arrayValue.compactMap { $0["action"].stringValue }
             #expect(
                 actions == [
                     "auth.failure", "credential.delete", "credential.rotate", "credential.create", "vault.create",
+                    "key.mint",
                 ])
+            // Failed authentications are aggregated: one row per reason and address per flush.
             let failure = all.json["items"][0]
             #expect(failure["outcome"] == .string("denied"))
             #expect(failure["actor"] == .string("anonymous"))
             #expect(failure["detail"]["reason"] == .string("unknown_key"))
+            #expect(failure["detail"]["attempts"] == .number(2))
 
             let forCredential = try await client.call(.get, "/v1/audit?vault=ops&credential=tok", key: key)
             #expect(forCredential.json["items"].arrayValue.count == 3)
-            let byActor = try await client.call(.get, "/v1/audit?actor=admin-secret&action=vault.create", key: key)
+            let byActor = try await client.call(
+                .get, "/v1/audit?actor=\(harness.adminActor)&action=vault.create", key: key)
             #expect(byActor.json["items"].arrayValue.count == 1)
             #expect(byActor.json["items"][0]["vault"] == .string("ops"))
 

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import LatchkeyApp
 import LatchkeyCore
 import LatchkeyCrypto
+import LatchkeyHTTP
 import LatchkeyStore
 import LatchkeyTesting
 import Logging
@@ -21,36 +22,55 @@ final class TestClock: Sendable {
     func advance(by seconds: TimeInterval) { self.current.withLock { $0 = $0.addingTimeInterval(seconds) } }
 }
 
-/// One Latchkey instance on its own fresh database, with captured logs.
+/// One Latchkey instance on its own fresh database, with captured logs and
+/// an admin key for all vaults minted before the server starts.
 struct Harness: Sendable {
     let database: TestDatabase
     let masterKey: MasterKey
     let adminSecret: String
     let logs: LogCapture
     let clock: TestClock
+    /// An `lk_live_` admin key for all vaults.
+    let adminKey: String
+    /// How the admin key appears as an audit actor (`key:<prefix>`).
+    var adminActor: String { "key:\(self.adminKey.prefix(12))" }
+    let flusher = FlusherBox()
 
     var configuration: LatchkeyConfiguration {
         var configuration = LatchkeyConfiguration(databaseURL: self.database.url)
         configuration.masterKey = self.masterKey.hex
         configuration.adminSecret = self.adminSecret
         configuration.listenPort = 0
+        // Tests flush explicitly (flushUsage()); a long interval keeps ticks out of the way.
+        configuration.usageFlushInterval = .seconds(3600)
         return configuration
     }
 
     var sealer: Sealer { Sealer(keyRing: KeyRing(current: self.masterKey)) }
 
-    /// Creates a database (left unmigrated: start-up migrates it, as `serve` does)
-    /// and runs `body` against the application through Hummingbird's router tester.
+    /// Creates a migrated database, mints the admin key, and runs `body`
+    /// against the application through Hummingbird's tester.
     static func withApp(
         _ setup: TestingSetup = .router,
+        configure: @escaping @Sendable (inout LatchkeyConfiguration) -> Void = { _ in },
         _ body: @escaping @Sendable (Harness, any TestClientProtocol) async throws -> Void
     ) async throws {
-        try await TestDatabase.withFresh(migrated: false) { database in
-            let harness = Harness(
-                database: database, masterKey: .generate(), adminSecret: "test-admin-secret-" + UUID().uuidString,
-                logs: LogCapture(), clock: TestClock())
-            try await harness.run(setup) { client in try await body(harness, client) }
+        try await TestDatabase.withFresh { database in
+            let harness = try await Harness.make(database: database)
+            var configuration = harness.configuration
+            configure(&configuration)
+            try await harness.run(setup, configuration: configuration) { client in try await body(harness, client) }
         }
+    }
+
+    static func make(database: TestDatabase, masterKey: MasterKey = .generate()) async throws -> Harness {
+        let (_, adminKey) = try await database.withClient { client in
+            try await KeyStore(client: client, logger: Logger(label: "test-keys")).mint(
+                MintRequest(name: "test-admin", role: .admin, scope: .everything), by: .cli, now: Date())
+        }
+        return Harness(
+            database: database, masterKey: masterKey, adminSecret: "test-admin-secret-" + UUID().uuidString,
+            logs: LogCapture(), clock: TestClock(), adminKey: adminKey)
     }
 
     /// Runs the application on this harness's database.
@@ -60,9 +80,15 @@ struct Harness: Sendable {
         _ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void
     ) async throws {
         let clock = self.clock
-        let application = try buildApplication(
+        let server = try buildServer(
             configuration ?? self.configuration, logger: self.logs.logger(), now: { clock.now })
-        try await application.test(setup, body)
+        self.flusher.set(server.usageFlusher, cache: server.keyCache)
+        try await server.application.test(setup, body)
+    }
+
+    /// Writes the usage and failures the server has aggregated in memory, now.
+    func flushUsage() async {
+        await self.flusher.get()?.flush()
     }
 
     /// A store on this database for assertions that look beneath the API.
@@ -102,7 +128,14 @@ struct Harness: Sendable {
         }
     }
 
-    var adminHeaders: HTTPFields { [.authorization: "Bearer \(self.adminSecret)"] }
+}
+
+/// The running server's usage flusher and key cache, for tests.
+final class FlusherBox: Sendable {
+    private let parts = Mutex<(UsageFlusher, KeyCache)?>(nil)
+    func set(_ flusher: UsageFlusher, cache: KeyCache) { self.parts.withLock { $0 = (flusher, cache) } }
+    func get() -> UsageFlusher? { self.parts.withLock { $0?.0 } }
+    var cache: KeyCache? { self.parts.withLock { $0?.1 } }
 }
 
 /// A response, decoded for assertions.
@@ -210,5 +243,16 @@ enum Samples {
         case .oauth: ["access-\(secret)", "refresh-\(secret)"]
         case .clientCredentials: []
         }
+    }
+}
+
+extension VaultStore {
+    /// Stores a bearer credential straight through the store, for tests that
+    /// work beneath the API (rekey, start-up checks).
+    func seedBearer(_ name: String, token: String, vault: String = "default") async throws {
+        let value = try CredentialValidator.validate(
+            type: .bearer, value: .object(["token": .string(token)]), now: Date())
+        _ = try await self.createCredential(
+            vault: vault, name: name, type: .bearer, description: "", value: value, by: .cli, now: Date())
     }
 }

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import LatchkeyApp
 import LatchkeyCore
 import LatchkeyCrypto
+import LatchkeyHTTP
 import LatchkeyStore
 import LatchkeyTesting
 import Logging
@@ -16,11 +17,12 @@ import Testing
 /// Stores known secret values, exercises every endpoint and CLI command
 /// (successes and failures), and proves none of those values appears in any
 /// response, log line, audit row, CLI output or unsealed database column.
+/// API keys are secrets too: the full key appears only in its creation response.
 @Suite("No secret leaks")
 struct LeakTests {
     @Test func storedSecretsNeverAppearOutsideTheirSealedColumn() async throws {
         try await Harness.withApp(.live) { harness, client in
-            let key = harness.adminSecret
+            let key = harness.adminKey
             let first = "LEAKa\(UUID().uuidString.prefix(8))"
             let second = "LEAKb\(UUID().uuidString.prefix(8))"
             let cliSecret = "LEAKc\(UUID().uuidString.prefix(8))"
@@ -124,6 +126,29 @@ struct LeakTests {
             let stored = try await harness.withStore { try await $0.openValue(vault: "default", name: "cli_key") }
             #expect(stored["key"] == .string(cliSecret + "3"))
 
+            // API keys: the full key appears in its creation response and nowhere else.
+            let mint = try await client.call(
+                .post, "/v1/keys", key: key, body: json(["name": "leaky", "role": "admin", "vaults": ["*"]]))
+            let minted = try #require(mint.json["key"].stringValue)
+            let mintedID = try #require(mint.json["id"].stringValue)
+            let bootstrapMint = try await client.call(
+                .post, "/v1/keys", key: harness.adminSecret,
+                body: json(["name": "boot", "role": "proxy", "vaults": ["*"]]))
+            let bootstrapMinted = try #require(bootstrapMint.json["key"].stringValue)
+            secrets += [minted, bootstrapMinted, harness.adminKey, harness.adminSecret]
+            record(try await client.call(.get, "/v1/vaults", key: minted))
+            record(try await client.call(.get, "/v1/vaults", key: bootstrapMinted))
+            record(try await client.call(.get, "/v1/keys", key: minted))
+            record(try await client.call(.delete, "/v1/keys/\(mintedID)", key: key))
+            record(try await client.call(.get, "/v1/vaults", key: minted))
+            record(try await client.call(.get, "/v1/vaults", key: String(minted.dropLast()) + "x"))
+            record(try await client.call(.get, "/v1/vaults", key: harness.adminSecret))
+            await harness.flushUsage()
+            let cliKeys = try await LatchkeyProcess.run(
+                ["keys", "list", "--json"], environment: ["LATCHKEY_DATABASE_URL": harness.database.url])
+            #expect(cliKeys.status == 0)
+            seen.append(cliKeys.output)
+
             // Everything that left the vault, and every unsealed column.
             let logs = harness.logs.text
             let audit = try await harness.auditText()
@@ -133,9 +158,13 @@ struct LeakTests {
             }
             #expect(logs.split(separator: "\n").count > 60, "the scan must see the request log")
             #expect(audit.split(separator: "\n").count > 20)
+            let keyRows = try await harness.database.withClient { client in
+                let rows = try await client.query("SELECT row_to_json(k)::text FROM api_keys k")
+                return try await rows.decode(String.self).reduce(into: "") { $0 += $1 + "\n" }
+            }
             let haystacks = [
                 "responses and CLI output": seen.joined(separator: "\n"), "logs": logs, "audit rows": audit,
-                "credential rows": rows,
+                "credential rows": rows, "api key rows": keyRows,
             ]
             for secret in Set(secrets) {
                 for (place, text) in haystacks {

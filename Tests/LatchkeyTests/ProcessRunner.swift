@@ -5,6 +5,7 @@ import HummingbirdTesting
 import LatchkeyApp
 import LatchkeyCore
 import LatchkeyCrypto
+import LatchkeyHTTP
 import LatchkeyStore
 import LatchkeyTesting
 import Logging

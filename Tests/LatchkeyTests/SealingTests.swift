@@ -5,6 +5,7 @@ import HummingbirdTesting
 import LatchkeyApp
 import LatchkeyCore
 import LatchkeyCrypto
+import LatchkeyHTTP
 import LatchkeyStore
 import LatchkeyTesting
 import Logging
@@ -107,11 +108,7 @@ struct RekeyTests {
                 let oldStore = VaultStore(
                     client: client, sealer: Sealer(keyRing: KeyRing(current: old)), logger: logger)
                 for index in 0..<25 {
-                    _ = try await oldStore.createCredential(
-                        vault: "default", name: "token\(index)", type: .bearer, description: "",
-                        value: try CredentialValidator.validate(
-                            type: .bearer, value: .object(["token": .string("value-\(index)")]), now: Date()),
-                        by: .cli, now: Date())
+                    try await oldStore.seedBearer("token\(index)", token: "value-\(index)")
                 }
                 let both = Sealer(keyRing: KeyRing(current: new, previous: [old]))
                 let maintenance = KeyRingMaintenance(client: client, sealer: both, logger: logger)
@@ -140,11 +137,7 @@ struct RekeyTests {
             try await database.withClient { client in
                 let logger = Logger(label: "test")
                 let store = VaultStore(client: client, sealer: Sealer(keyRing: KeyRing(current: key)), logger: logger)
-                _ = try await store.createCredential(
-                    vault: "default", name: "one", type: .bearer, description: "",
-                    value: try CredentialValidator.validate(
-                        type: .bearer, value: .object(["token": .string("x")]), now: Date()),
-                    by: .cli, now: Date())
+                try await store.seedBearer("one", token: "x")
                 let stranger = KeyRingMaintenance(
                     client: client, sealer: Sealer(keyRing: KeyRing(current: .generate())), logger: logger)
                 await #expect(throws: KeyRingMismatch.self) { try await stranger.verify() }
@@ -166,11 +159,7 @@ struct RekeyTests {
                 let store = VaultStore(
                     client: client, sealer: Sealer(keyRing: KeyRing(current: key)), logger: Logger(label: "test"))
                 for (name, token) in [("alpha", "alpha-secret"), ("beta", "beta-secret")] {
-                    _ = try await store.createCredential(
-                        vault: "default", name: name, type: .bearer, description: "",
-                        value: try CredentialValidator.validate(
-                            type: .bearer, value: .object(["token": .string(token)]), now: Date()),
-                        by: .cli, now: Date())
+                    try await store.seedBearer(name, token: token)
                 }
                 try await client.query(
                     "UPDATE credentials SET sealed = (SELECT sealed FROM credentials WHERE name = 'alpha') WHERE name = 'beta'"

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import LatchkeyApp
 import LatchkeyCore
 import LatchkeyCrypto
+import LatchkeyHTTP
 import LatchkeyStore
 import LatchkeyTesting
 import Logging
@@ -74,15 +75,12 @@ struct StartupTests {
                 try await Migrator(migrations: Array(Migration.embedded.prefix(3)), logger: logger).migrate(client)
                 let store = VaultStore(
                     client: client, sealer: Sealer(keyRing: KeyRing(current: rightKey)), logger: logger)
-                _ = try await store.createCredential(
-                    vault: "default", name: "kept", type: .bearer, description: "",
-                    value: try CredentialValidator.validate(
-                        type: .bearer, value: .object(["token": .string("t")]), now: Date()),
-                    by: .cli, now: Date())
+                try await store.seedBearer("kept", token: "t")
             }
+            // No key is minted: this database stops at migration 3.
             let harness = Harness(
                 database: database, masterKey: .generate(), adminSecret: "test-admin-secret-0123456789",
-                logs: LogCapture(), clock: TestClock())
+                logs: LogCapture(), clock: TestClock(), adminKey: "lk_live_unused")
             let before = try await harness.dataSnapshot()
             let error = await #expect(throws: KeyRingMismatch.self) {
                 try await harness.run { _ in Issue.record("the server must not start with the wrong key") }
