@@ -35,7 +35,11 @@ package struct TestDatabase: Sendable {
     ) async throws -> Result {
         let serverURL = try Self.serverURL()
         let name = "lk_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
-        let logger = Logger(label: "test-database")
+        let logger = {
+            var logger = Logger(label: "test-database")
+            logger.logLevel = .warning
+            return logger
+        }()
         let server = try DatabaseURL.configuration(serverURL)
         // `name` is generated above from hex digits only, so it is safe to splice into DDL.
         try await PostgresClient.withRunning(server, logger: logger) { client in
