@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 package import Hummingbird
 package import LatchkeyCore
 import LatchkeyStore
@@ -19,8 +20,8 @@ package struct APIErrorMiddleware: RouterMiddleware {
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         let start = ContinuousClock.now
-        let requestID = Self.requestID(request)
         var context = context
+        let requestID = Self.requestID(request, generated: context.logger[metadataKey: "hb.request.id"])
         context.logger[metadataKey: "request.id"] = "\(requestID)"
         context.logger[metadataKey: "hb.request.id"] = nil
         var response: Response
@@ -29,7 +30,7 @@ package struct APIErrorMiddleware: RouterMiddleware {
         } catch {
             response = Self.render(error, request: request, logger: context.logger)
         }
-        response.headers[.init("X-Request-Id")!] = requestID
+        response.headers[Self.requestIDHeader] = requestID
         let elapsed = ContinuousClock.now - start
         context.logger.info(
             "request",
@@ -97,10 +98,13 @@ package struct APIErrorMiddleware: RouterMiddleware {
         }
     }
 
+    static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+
     /// Honours a caller's `X-Request-Id` when it is short and plain, so one id
-    /// follows a request through proxies; otherwise makes a new one.
-    private static func requestID(_ request: Request) -> String {
-        if let given = request.headers[.init("X-Request-Id")!], (1...64).contains(given.utf8.count),
+    /// follows a request through proxies; otherwise uses the id Hummingbird
+    /// already generated for the request (cheap: no UUID formatting per request).
+    private static func requestID(_ request: Request, generated: Logger.MetadataValue?) -> String {
+        if let given = request.headers[Self.requestIDHeader], (1...64).contains(given.utf8.count),
             given.utf8.allSatisfy({
                 $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0)
                     || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
@@ -108,7 +112,7 @@ package struct APIErrorMiddleware: RouterMiddleware {
         {
             return given
         }
-        return UUID().uuidString.lowercased()
+        return generated?.description ?? UUID().uuidString.lowercased()
     }
 
     private static func milliseconds(_ duration: Duration) -> String {

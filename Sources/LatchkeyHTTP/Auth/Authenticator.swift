@@ -1,4 +1,5 @@
 package import Foundation
+import HTTPTypes
 package import Hummingbird
 package import LatchkeyCore
 import LatchkeyCrypto
@@ -49,7 +50,7 @@ package struct Authenticator: RouterMiddleware {
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         let address = ClientAddress.resolve(
-            peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[.init("X-Forwarded-For")!],
+            peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[Self.forwardedFor],
             trusted: self.dependencies.trustedProxies)
         context.clientAddress = address
         guard let token = Self.bearerToken(request) else {
@@ -94,14 +95,37 @@ package struct Authenticator: RouterMiddleware {
         throw error
     }
 
-    /// The token from `Authorization: Bearer <token>`, or nil when the header
-    /// is missing or not of that form.
+    static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
+
+    /// The token from `Authorization: Bearer <token>` (scheme case-insensitive,
+    /// surrounding spaces ignored), or nil when the header is missing or not of
+    /// that form. Scans bytes: this runs on every request.
     static func bearerToken(_ request: Request) -> Substring? {
         guard let header = request.headers[.authorization] else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
-        return token.isEmpty || token.utf8.count > 1024 ? nil : Substring(token)
+        let utf8 = header.utf8
+        var start = utf8.startIndex
+        while start < utf8.endIndex, utf8[start] == UInt8(ascii: " ") { start = utf8.index(after: start) }
+        let scheme = "bearer".utf8
+        var index = start
+        for expected in scheme {
+            guard index < utf8.endIndex, utf8[index] | 0x20 == expected else { return nil }
+            index = utf8.index(after: index)
+        }
+        guard index < utf8.endIndex, utf8[index] == UInt8(ascii: " ") || utf8[index] == UInt8(ascii: "\t") else {
+            return nil
+        }
+        var tokenStart = index
+        while tokenStart < utf8.endIndex, utf8[tokenStart] == UInt8(ascii: " ") || utf8[tokenStart] == UInt8(ascii: "\t") {
+            tokenStart = utf8.index(after: tokenStart)
+        }
+        var tokenEnd = utf8.endIndex
+        while tokenEnd > tokenStart {
+            let before = utf8.index(before: tokenEnd)
+            guard utf8[before] == UInt8(ascii: " ") || utf8[before] == UInt8(ascii: "\t") else { break }
+            tokenEnd = before
+        }
+        guard tokenStart < tokenEnd, utf8.distance(from: tokenStart, to: tokenEnd) <= 1024 else { return nil }
+        return header[tokenStart..<tokenEnd]
     }
 }
 
