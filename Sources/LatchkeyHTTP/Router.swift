@@ -30,6 +30,7 @@ package struct RouterDependencies: Sendable {
 ///
 /// | group | who | routes |
 /// |---|---|---|
+/// | (none) | any valid key, the bootstrap secret | `GET /v1/whoami` |
 /// | minting | admin keys (within their scope), the bootstrap secret | `POST /v1/keys` |
 /// | installation | admin keys for all vaults | keys, audit, `POST /v1/vaults` |
 /// | any admin | admin keys (lists filtered to their vaults) | `GET /v1/vaults` |
@@ -62,6 +63,12 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
         keys: dependencies.authentication.keys, maxEphemeralTTL: dependencies.maxEphemeralTTL, now: dependencies.now)
     let vaults = VaultController(store: dependencies.store)
 
+    // Any valid key (or the bootstrap secret) may ask who it is: a sidecar can
+    // check its key at start-up without needing any other permission.
+    v1.get("whoami") { _, context in
+        try APIJSON.response(WhoAmI(context.caller))
+    }
+
     let minting = v1.group().add(middleware: RequireAccess(role: .admin, allowsBootstrapSecret: true))
     keys.addMintRoute(to: minting)
 
@@ -78,4 +85,29 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
     vaults.addVaultRoutes(to: vaultAdmin)
     CredentialController(store: dependencies.store, now: dependencies.now).addRoutes(to: vaultAdmin)
     return router
+}
+
+/// `GET /v1/whoami`: the caller's identity and scope, never its key.
+struct WhoAmI: Encodable {
+    let principal: String
+    let keyID: String?
+    let role: String?
+    let vaults: [String]
+    let credentials: [String]?
+    let bootstrapSecret: Bool
+
+    init(_ principal: Principal) {
+        self.principal = principal.name
+        self.keyID = principal.keyID?.uuidString.lowercased()
+        self.role = principal.role?.rawValue
+        self.vaults = principal.scope.vaults.map { $0.sorted() } ?? ["*"]
+        self.credentials = principal.scope.credentials.map { $0.sorted() }
+        self.bootstrapSecret = principal.isBootstrapSecret
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case principal, role, vaults, credentials
+        case keyID = "key_id"
+        case bootstrapSecret = "bootstrap_secret"
+    }
 }

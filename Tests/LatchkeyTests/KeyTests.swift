@@ -164,6 +164,7 @@ struct AccessMatrixTests {
     }
 
     static let routes: [Route] = [
+        Route(method: .get, uri: "/v1/whoami", body: nil, allowed: Set(Holder.allCases)),
         Route(method: .get, uri: "/v1/vaults", body: nil, allowed: [.adminAll, .adminOps]),
         Route(method: .post, uri: "/v1/vaults", body: json(["name": "new-vault"]), allowed: [.adminAll]),
         Route(method: .get, uri: "/v1/vaults/default", body: nil, allowed: [.adminAll]),
@@ -255,6 +256,12 @@ struct AccessMatrixTests {
             let alphaOnly = try await mintKey(
                 client, with: admin, ["name": "a", "role": "admin", "vaults": ["ops"], "credentials": ["alpha"]]
             ).key
+            let whoami = try await client.call(.get, "/v1/whoami", key: alphaOnly)
+            #expect(whoami.json["role"] == .string("admin"))
+            #expect(whoami.json["vaults"] == .array([.string("ops")]))
+            #expect(whoami.json["credentials"] == .array([.string("alpha")]))
+            #expect(whoami.json["principal"] == .string("key:\(alphaOnly.prefix(12))"))
+            #expect(!whoami.body.contains(alphaOnly))
             let list = try await client.call(.get, "/v1/vaults/ops/credentials", key: alphaOnly)
             #expect(list.json["items"].arrayValue.compactMap { $0["name"].stringValue } == ["alpha"])
             #expect(try await client.call(.get, "/v1/vaults/ops/credentials/alpha", key: alphaOnly).status == 200)
