@@ -115,7 +115,9 @@ package struct Authenticator: RouterMiddleware {
             return nil
         }
         var tokenStart = index
-        while tokenStart < utf8.endIndex, utf8[tokenStart] == UInt8(ascii: " ") || utf8[tokenStart] == UInt8(ascii: "\t") {
+        while tokenStart < utf8.endIndex,
+            utf8[tokenStart] == UInt8(ascii: " ") || utf8[tokenStart] == UInt8(ascii: "\t")
+        {
             tokenStart = utf8.index(after: tokenStart)
         }
         var tokenEnd = utf8.endIndex
