@@ -56,6 +56,18 @@ let package = Package(
             swiftSettings: swiftSettings,
             plugins: ["EmbedMigrationsPlugin"]
         ),
+        // OAuth: provider presets, token-response parsing, the token endpoint client.
+        .target(
+            name: "LatchkeyOAuth",
+            dependencies: [
+                "LatchkeyCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Routes, request context, authentication middleware, error rendering.
         .target(
             name: "LatchkeyHTTP",
@@ -63,6 +75,7 @@ let package = Package(
                 "LatchkeyCore",
                 "LatchkeyCrypto",
                 "LatchkeyStore",
+                "LatchkeyOAuth",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -80,8 +93,10 @@ let package = Package(
                 "LatchkeyCrypto",
                 "LatchkeyStore",
                 "LatchkeyHTTP",
+                "LatchkeyOAuth",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "Logging", package: "swift-log"),
@@ -122,6 +137,10 @@ let package = Package(
                 "LatchkeyCore",
                 "LatchkeyStore",
                 "LatchkeyApp",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -148,7 +167,9 @@ let package = Package(
                 "LatchkeyApp",
                 "LatchkeyCLI",
                 "LatchkeyTesting",
+                "LatchkeyOAuth",
                 "latchkey",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
