@@ -1,7 +1,9 @@
+import AsyncHTTPClient
 package import Foundation
 package import Hummingbird
 import LatchkeyCrypto
 package import LatchkeyHTTP
+import LatchkeyOAuth
 import LatchkeyStore
 package import Logging
 import PostgresNIO
@@ -42,15 +44,21 @@ package func buildServer(
         rateLimiter: RateLimiter(
             rate: configuration.rateLimit, burst: configuration.rateLimitBurst ?? configuration.rateLimit * 2),
         usage: usage, adminSecret: configuration.adminSecret, trustedProxies: configuration.trustedProxies, now: now)
+    // The one outbound HTTP client, owned here and shut down after the server.
+    let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
     let router = buildRouter(
         RouterDependencies(
             store: store, migrator: migrator, authentication: authentication,
-            maxEphemeralTTL: configuration.maxEphemeralTTL, now: now))
+            maxEphemeralTTL: configuration.maxEphemeralTTL,
+            tokens: TokenEndpointClient(http: http, timeout: configuration.providerTimeout), now: now))
     var application = Application(
         router: router,
         configuration: .init(
             address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: "latchkey"),
-        services: [client, KeyInvalidationListener(client: client, cache: cache, logger: logger), flusher],
+        services: [
+            client, KeyInvalidationListener(client: client, cache: cache, logger: logger), flusher,
+            HTTPClientService(client: http),
+        ],
         logger: logger
     )
     application.beforeServerStarts {

@@ -32,6 +32,8 @@ package struct LatchkeyConfiguration: Sendable {
     package var maxEphemeralTTL: Duration = .seconds(86_400)
     /// `LATCHKEY_USAGE_FLUSH_INTERVAL`: how often aggregated usage is written.
     package var usageFlushInterval: Duration = .seconds(5)
+    /// `LATCHKEY_PROVIDER_TIMEOUT`: the longest a call to a provider's token endpoint may take.
+    package var providerTimeout: Duration = .seconds(15)
 
     package init(databaseURL: String) {
         self.databaseURL = databaseURL
@@ -97,6 +99,10 @@ package struct LatchkeyConfiguration: Sendable {
         if let interval = value("LATCHKEY_USAGE_FLUSH_INTERVAL") {
             configuration.usageFlushInterval = .seconds(
                 Int(try Self.number(interval, "LATCHKEY_USAGE_FLUSH_INTERVAL", in: 1...300, default: 0)))
+        }
+        if let timeout = value("LATCHKEY_PROVIDER_TIMEOUT") {
+            configuration.providerTimeout = .seconds(
+                Int(try Self.number(timeout, "LATCHKEY_PROVIDER_TIMEOUT", in: 1...120, default: 0)))
         }
         try configuration.validate()
         return configuration

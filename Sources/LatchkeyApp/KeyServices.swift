@@ -1,4 +1,5 @@
 import AsyncAlgorithms
+package import AsyncHTTPClient
 package import Foundation
 package import LatchkeyHTTP
 package import LatchkeyStore
@@ -97,5 +98,18 @@ package struct UsageFlusher: Service {
         } catch {
             self.logger.warning("expired-key audit failed; will retry", metadata: ["error.type": "\(type(of: error))"])
         }
+    }
+}
+
+/// Owns the outbound HTTP client's lifetime: it lives until graceful
+/// shutdown (after the server, which is stopped first), then is shut down.
+package struct HTTPClientService: Service {
+    let client: HTTPClient
+
+    package init(client: HTTPClient) { self.client = client }
+
+    package func run() async throws {
+        try? await gracefulShutdown()
+        try await self.client.shutdown()
     }
 }

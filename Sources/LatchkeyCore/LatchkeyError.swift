@@ -22,6 +22,8 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
         case credentialInUse = "CREDENTIAL_IN_USE"
         case payloadTooLarge = "PAYLOAD_TOO_LARGE"
         case validationFailed = "VALIDATION_FAILED"
+        case refreshTokenRejected = "REFRESH_TOKEN_REJECTED"
+        case providerUnavailable = "PROVIDER_UNAVAILABLE"
         case databaseUnavailable = "DATABASE_UNAVAILABLE"
         case internalError = "INTERNAL_ERROR"
     }
@@ -32,12 +34,18 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
     package let field: String?
     /// For `RATE_LIMITED`: seconds until a retry can succeed (`Retry-After`).
     package let retryAfterSeconds: Int?
+    /// For `REFRESH_TOKEN_REJECTED`: the provider's OAuth `error` code (never its body).
+    package let providerError: String?
 
-    package init(_ code: Code, _ message: String, field: String? = nil, retryAfterSeconds: Int? = nil) {
+    package init(
+        _ code: Code, _ message: String, field: String? = nil, retryAfterSeconds: Int? = nil,
+        providerError: String? = nil
+    ) {
         self.code = code
         self.message = message
         self.field = field
         self.retryAfterSeconds = retryAfterSeconds
+        self.providerError = providerError
     }
 
     /// The HTTP status code this error is answered with.
@@ -50,9 +58,10 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
         case .methodNotAllowed: 405
         case .credentialExists, .vaultExists, .credentialInUse: 409
         case .payloadTooLarge: 413
-        case .validationFailed: 422
+        case .validationFailed, .refreshTokenRejected: 422
         case .rateLimited: 429
         case .internalError: 500
+        case .providerUnavailable: 502
         case .databaseUnavailable: 503
         }
     }

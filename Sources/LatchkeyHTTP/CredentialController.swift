@@ -1,13 +1,17 @@
 import Foundation
 import Hummingbird
 import LatchkeyCore
+import LatchkeyOAuth
 import LatchkeyStore
 
 /// `/v1/vaults/{vault}/credentials...`: create, list, read metadata, update
 /// the description, rotate, delete. No handler ever returns a value.
 struct CredentialController {
     let store: VaultStore
+    let tokens: TokenEndpointClient
     let now: @Sendable () -> Date
+
+    var pasted: PastedTokenValidation { PastedTokenValidation(store: self.store, tokens: self.tokens) }
 
     func addRoutes(to group: RouterGroup<LatchkeyRequestContext>) {
         group.post("vaults/:vault/credentials", use: self.create)
@@ -35,8 +39,15 @@ struct CredentialController {
         }
         let description = try fields.optionalString("description", allowEmpty: true, maxBytes: 1024) ?? ""
         let now = self.now()
-        let value = try CredentialValidator.validate(type: type, value: fields.take("value"), now: now)
+        var rawValue = fields.take("value")
+        if type == .oauthClient { rawValue = try ProviderPresets.prefill(rawValue) }
+        _ = try CredentialValidator.validate(type: type, value: rawValue, now: now)
         try fields.refuseLeftovers()
+        if type == .oauth {
+            rawValue = try await self.pasted.validate(
+                vault: vault, name: name, value: rawValue, action: .credentialCreate, by: context.caller, now: now)
+        }
+        let value = try CredentialValidator.validate(type: type, value: rawValue, now: now)
         let metadata = try await self.store.createCredential(
             vault: vault, name: name, type: type, description: description, value: value, by: context.caller, now: now)
         var response = try APIJSON.response(metadata, status: .created)
@@ -107,10 +118,16 @@ struct CredentialController {
         let parameters = Parameters(request: request, context: context)
         let (vault, name) = (try parameters.vault(), try parameters.credentialName())
         var fields = try JSONFields(body: await APIJSON.body(request), subject: "a rotation")
-        let value = fields.take("value")
+        // Only oauth_client values carry `provider`; for any other type the
+        // stored type's validation refuses the field.
+        var value = try ProviderPresets.prefill(fields.take("value"))
         try fields.refuseLeftovers()
-        let metadata = try await self.store.rotate(
-            vault: vault, name: name, value: value, by: context.caller, now: self.now())
+        let now = self.now()
+        if try await self.store.metadata(vault: vault, name: name).type == .oauth {
+            value = try await self.pasted.validate(
+                vault: vault, name: name, value: value, action: .credentialRotate, by: context.caller, now: now)
+        }
+        let metadata = try await self.store.rotate(vault: vault, name: name, value: value, by: context.caller, now: now)
         return try APIJSON.response(metadata)
     }
 

@@ -68,6 +68,7 @@ package struct APIErrorMiddleware: RouterMiddleware {
             "message": .string(error.message),
         ]
         if let field = error.field { body["field"] = .string(field) }
+        if let providerError = error.providerError { body["provider_error"] = .string(providerError) }
         var response =
             (try? APIJSON.response(["error": JSONValue.object(body)], status: .init(code: error.status)))
             ?? Response(status: .internalServerError)

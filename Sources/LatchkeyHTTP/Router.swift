@@ -1,6 +1,7 @@
 package import Foundation
 package import Hummingbird
 import LatchkeyCore
+package import LatchkeyOAuth
 package import LatchkeyStore
 import PostgresNIO
 
@@ -10,12 +11,14 @@ package struct RouterDependencies: Sendable {
     package var migrator: Migrator
     package var authentication: AuthenticationDependencies
     package var maxEphemeralTTL: Duration
+    package var tokens: TokenEndpointClient
     package var now: @Sendable () -> Date
 
     package init(
         store: VaultStore, migrator: Migrator, authentication: AuthenticationDependencies, maxEphemeralTTL: Duration,
-        now: @escaping @Sendable () -> Date
+        tokens: TokenEndpointClient, now: @escaping @Sendable () -> Date
     ) {
+        self.tokens = tokens
         self.store = store
         self.migrator = migrator
         self.authentication = authentication
@@ -33,7 +36,7 @@ package struct RouterDependencies: Sendable {
 /// | (none) | any valid key, the bootstrap secret | `GET /v1/whoami` |
 /// | minting | admin keys (within their scope), the bootstrap secret | `POST /v1/keys` |
 /// | installation | admin keys for all vaults | keys, audit, `POST /v1/vaults` |
-/// | any admin | admin keys (lists filtered to their vaults) | `GET /v1/vaults` |
+/// | any admin | admin keys (lists filtered to their vaults) | `GET /v1/vaults`, `GET /v1/providers` |
 /// | vault admin | admin keys scoped to `{vault}` | `/v1/vaults/{vault}/...` |
 package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyRequestContext> {
     let router = Router(context: LatchkeyRequestContext.self)
@@ -79,11 +82,15 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
 
     let anyAdmin = v1.group().add(middleware: RequireAccess(role: .admin))
     vaults.addListRoute(to: anyAdmin)
+    anyAdmin.get("providers") { _, _ in
+        try APIJSON.response(Page(items: ProviderPresets.all, nextCursor: nil))
+    }
 
     let vaultAdmin = v1.group()
         .add(middleware: RequireAccess(role: .admin, vaultParameter: "vault", credentialParameter: "name"))
     vaults.addVaultRoutes(to: vaultAdmin)
-    CredentialController(store: dependencies.store, now: dependencies.now).addRoutes(to: vaultAdmin)
+    CredentialController(store: dependencies.store, tokens: dependencies.tokens, now: dependencies.now)
+        .addRoutes(to: vaultAdmin)
     return router
 }
 

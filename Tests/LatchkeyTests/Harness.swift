@@ -222,10 +222,9 @@ enum Samples {
                 "scopes": ["read", "write"],
             ]
         case .oauth:
-            [
-                "client": "client", "access_token": "access-\(secret)", "refresh_token": "refresh-\(secret)",
-                "expires_in": 3600, "scopes": ["read"],
-            ]
+            // No refresh token: one would be validated against the provider
+            // (PasteTests cover that with the simulator).
+            ["client": "client", "access_token": "access-\(secret)", "expires_in": 3600, "scopes": ["read"]]
         case .clientCredentials: ["client": "client", "scopes": ["read"]]
         }
     }
@@ -240,7 +239,7 @@ enum Samples {
         case .cookie: ["cookie-\(secret)"]
         case .awsSigV4: ["aws-\(secret)", "sts-\(secret)"]
         case .oauthClient: ["client-secret-\(secret)"]
-        case .oauth: ["access-\(secret)", "refresh-\(secret)"]
+        case .oauth: ["access-\(secret)"]
         case .clientCredentials: []
         }
     }
