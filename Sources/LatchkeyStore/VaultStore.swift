@@ -161,7 +161,7 @@ package struct VaultStore: Sendable {
                 let vaultID = try await self.vaultID(connection, name: vault)
                 let clientID = try await self.resolveClient(connection, vaultID: vaultID, name: value.clientName)
                 let sealed = try self.seal(value, vaultID: vaultID, credentialID: id)
-                let nextRefresh = self.nextRefresh(type: type, value: value)
+                let nextRefresh = self.nextRefresh(type: type, value: value, now: now)
                 let rows = try await connection.query(
                     """
                     INSERT INTO credentials (id, vault_id, name, type, description, sealed, key_version, attributes,
@@ -286,7 +286,7 @@ package struct VaultStore: Sendable {
                     UPDATE credentials SET sealed = \(ByteBuffer(bytes: sealed.blob)), key_version = \(sealed.keyVersion),
                         attributes = \(JSONText.encode(validated.attributes))::jsonb, client_id = \(clientID),
                         scopes = \(validated.scopes), expires_at = \(validated.expiresAt),
-                        next_refresh_at = \(self.nextRefresh(type: type, value: validated)),
+                        next_refresh_at = \(self.nextRefresh(type: type, value: validated, now: now)),
                         status = 'active', refresh_failures = 0, last_error = NULL,
                         revision = revision + 1, updated_at = \(now), last_rotated_at = \(now)
                     WHERE id = \(id)
@@ -474,15 +474,11 @@ package struct VaultStore: Sendable {
             context: SealContext(vaultID: vaultID, credentialID: credentialID))
     }
 
-    /// When the refresher should renew this token: a refresh window before
-    /// expiry, for tokens that can be refreshed and do expire. Tokens without
-    /// an expiry are not refreshed until a use fails (SPEC section 4).
-    private func nextRefresh(type: CredentialType, value: ValidatedValue) -> Date? {
-        guard type == .oauth, value.secret["refresh_token"] != nil, let expiresAt = value.expiresAt else {
-            return nil
-        }
-        let window = Double(self.refreshWindow.components.seconds)
-        return expiresAt.addingTimeInterval(-window)
+    /// When the refresher should renew this credential (see RefreshPolicy).
+    private func nextRefresh(type: CredentialType, value: ValidatedValue, now: Date) -> Date? {
+        RefreshPolicy(window: self.refreshWindow).nextRefresh(
+            type: type, expiresAt: value.expiresAt, hasRefreshToken: value.secret["refresh_token"] != nil,
+            hasAccessToken: value.secret["access_token"] != nil, now: now)
     }
 
     private static func escapeLike(_ text: String) -> String {
