@@ -4,6 +4,7 @@ package enum AuditAction: String, Sendable, CaseIterable {
     case credentialRead = "credential.read"
     case credentialUpdate = "credential.update"
     case credentialRotate = "credential.rotate"
+    case credentialRefresh = "credential.refresh"
     case credentialDelete = "credential.delete"
     case vaultCreate = "vault.create"
     case authFailure = "auth.failure"
