@@ -68,6 +68,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The background refresher: claims due credentials, refreshes, backs off.
+        .target(
+            name: "LatchkeyRefresher",
+            dependencies: [
+                "LatchkeyCore",
+                "LatchkeyStore",
+                "LatchkeyOAuth",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Routes, request context, authentication middleware, error rendering.
         .target(
             name: "LatchkeyHTTP",
@@ -76,6 +89,7 @@ let package = Package(
                 "LatchkeyCrypto",
                 "LatchkeyStore",
                 "LatchkeyOAuth",
+                "LatchkeyRefresher",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -94,6 +108,7 @@ let package = Package(
                 "LatchkeyStore",
                 "LatchkeyHTTP",
                 "LatchkeyOAuth",
+                "LatchkeyRefresher",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -168,6 +183,7 @@ let package = Package(
                 "LatchkeyCLI",
                 "LatchkeyTesting",
                 "LatchkeyOAuth",
+                "LatchkeyRefresher",
                 "latchkey",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -1,9 +1,11 @@
 import AsyncHTTPClient
 package import Foundation
 package import Hummingbird
+import LatchkeyCore
 import LatchkeyCrypto
 package import LatchkeyHTTP
 import LatchkeyOAuth
+package import LatchkeyRefresher
 import LatchkeyStore
 package import Logging
 import PostgresNIO
@@ -13,6 +15,7 @@ package struct LatchkeyServer: Sendable {
     package let application: Application<RouterResponder<LatchkeyRequestContext>>
     package let usageFlusher: UsageFlusher
     package let keyCache: KeyCache
+    package let refresher: TokenRefresher
 }
 
 /// Builds the Latchkey server: the Postgres pool, the key-change listener and
@@ -46,11 +49,14 @@ package func buildServer(
         usage: usage, adminSecret: configuration.adminSecret, trustedProxies: configuration.trustedProxies, now: now)
     // The one outbound HTTP client, owned here and shut down after the server.
     let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+    let tokens = TokenEndpointClient(http: http, timeout: configuration.providerTimeout)
+    let refresher = TokenRefresher(
+        store: store, tokens: tokens, policy: RefreshPolicy(window: configuration.refreshWindow), now: now,
+        logger: logger)
     let router = buildRouter(
         RouterDependencies(
             store: store, migrator: migrator, authentication: authentication,
-            maxEphemeralTTL: configuration.maxEphemeralTTL,
-            tokens: TokenEndpointClient(http: http, timeout: configuration.providerTimeout), now: now))
+            maxEphemeralTTL: configuration.maxEphemeralTTL, tokens: tokens, refresher: refresher, now: now))
     var application = Application(
         router: router,
         configuration: .init(
@@ -58,6 +64,9 @@ package func buildServer(
         services: [
             client, KeyInvalidationListener(client: client, cache: cache, logger: logger), flusher,
             HTTPClientService(client: http),
+            RefresherService(
+                refresher: refresher, interval: configuration.refreshScanInterval,
+                concurrency: configuration.refreshConcurrency),
         ],
         logger: logger
     )
@@ -79,7 +88,7 @@ package func buildServer(
                 metadata: ["rekey.pending_rows": "\(pending)"])
         }
     }
-    return LatchkeyServer(application: application, usageFlusher: flusher, keyCache: cache)
+    return LatchkeyServer(application: application, usageFlusher: flusher, keyCache: cache, refresher: refresher)
 }
 
 /// The server as an application to run (`latchkey serve`, most tests).

@@ -34,6 +34,10 @@ package struct LatchkeyConfiguration: Sendable {
     package var usageFlushInterval: Duration = .seconds(5)
     /// `LATCHKEY_PROVIDER_TIMEOUT`: the longest a call to a provider's token endpoint may take.
     package var providerTimeout: Duration = .seconds(15)
+    /// How often the refresher looks for due credentials.
+    package var refreshScanInterval: Duration = .seconds(5)
+    /// Provider calls the refresher makes at once, per replica.
+    package var refreshConcurrency: Int = 8
 
     package init(databaseURL: String) {
         self.databaseURL = databaseURL

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import LatchkeyCore
 import LatchkeyOAuth
+import LatchkeyRefresher
 import LatchkeyStore
 
 /// `/v1/vaults/{vault}/credentials...`: create, list, read metadata, update
@@ -9,6 +10,7 @@ import LatchkeyStore
 struct CredentialController {
     let store: VaultStore
     let tokens: TokenEndpointClient
+    let refresher: TokenRefresher
     let now: @Sendable () -> Date
 
     var pasted: PastedTokenValidation { PastedTokenValidation(store: self.store, tokens: self.tokens) }
@@ -20,6 +22,7 @@ struct CredentialController {
         group.patch("vaults/:vault/credentials/:name", use: self.update)
         group.delete("vaults/:vault/credentials/:name", use: self.delete)
         group.post("vaults/:vault/credentials/:name/rotate", use: self.rotate)
+        group.post("vaults/:vault/credentials/:name/refresh", use: self.refresh)
     }
 
     @Sendable func create(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {
@@ -129,6 +132,25 @@ struct CredentialController {
         }
         let metadata = try await self.store.rotate(vault: vault, name: name, value: value, by: context.caller, now: now)
         return try APIJSON.response(metadata)
+    }
+
+    /// Refreshes an `oauth` or `client_credentials` credential now. The
+    /// outcome is recorded whatever it is; a failure is also the answer.
+    @Sendable func refresh(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {
+        let parameters = Parameters(request: request, context: context)
+        let (vault, name) = (try parameters.vault(), try parameters.credentialName())
+        switch try await self.refresher.refreshNow(vault: vault, name: name, by: context.caller) {
+        case .refreshed?, nil:
+            break
+        case .backoff(let retryAt, let reason)?:
+            throw LatchkeyError(
+                .providerUnavailable,
+                "The provider could not refresh '\(name)' (\(reason)); the next attempt is at \(ISO8601DateFormatter().string(from: retryAt))."
+            )
+        case .needsReauth(let reason)?:
+            throw LatchkeyError(.needsReauth, "'\(name)' needs re-authorisation: \(reason).")
+        }
+        return try APIJSON.response(try await self.store.metadata(vault: vault, name: name))
     }
 
     @Sendable func delete(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {

@@ -2,6 +2,7 @@ package import Foundation
 package import Hummingbird
 import LatchkeyCore
 package import LatchkeyOAuth
+package import LatchkeyRefresher
 package import LatchkeyStore
 import PostgresNIO
 
@@ -12,13 +13,15 @@ package struct RouterDependencies: Sendable {
     package var authentication: AuthenticationDependencies
     package var maxEphemeralTTL: Duration
     package var tokens: TokenEndpointClient
+    package var refresher: TokenRefresher
     package var now: @Sendable () -> Date
 
     package init(
         store: VaultStore, migrator: Migrator, authentication: AuthenticationDependencies, maxEphemeralTTL: Duration,
-        tokens: TokenEndpointClient, now: @escaping @Sendable () -> Date
+        tokens: TokenEndpointClient, refresher: TokenRefresher, now: @escaping @Sendable () -> Date
     ) {
         self.tokens = tokens
+        self.refresher = refresher
         self.store = store
         self.migrator = migrator
         self.authentication = authentication
@@ -89,8 +92,10 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
     let vaultAdmin = v1.group()
         .add(middleware: RequireAccess(role: .admin, vaultParameter: "vault", credentialParameter: "name"))
     vaults.addVaultRoutes(to: vaultAdmin)
-    CredentialController(store: dependencies.store, tokens: dependencies.tokens, now: dependencies.now)
-        .addRoutes(to: vaultAdmin)
+    CredentialController(
+        store: dependencies.store, tokens: dependencies.tokens, refresher: dependencies.refresher, now: dependencies.now
+    )
+    .addRoutes(to: vaultAdmin)
     return router
 }
 

@@ -6,6 +6,7 @@ import LatchkeyApp
 import LatchkeyCore
 import LatchkeyCrypto
 import LatchkeyHTTP
+import LatchkeyRefresher
 import LatchkeyStore
 import LatchkeyTesting
 import Logging
@@ -43,6 +44,8 @@ struct Harness: Sendable {
         configuration.listenPort = 0
         // Tests flush explicitly (flushUsage()); a long interval keeps ticks out of the way.
         configuration.usageFlushInterval = .seconds(3600)
+        // Likewise the refresher: tests drain it explicitly (refreshDue()).
+        configuration.refreshScanInterval = .seconds(3600)
         return configuration
     }
 
@@ -82,8 +85,14 @@ struct Harness: Sendable {
         let clock = self.clock
         let server = try buildServer(
             configuration ?? self.configuration, logger: self.logs.logger(), now: { clock.now })
-        self.flusher.set(server.usageFlusher, cache: server.keyCache)
+        self.flusher.set(server.usageFlusher, cache: server.keyCache, refresher: server.refresher)
         try await server.application.test(setup, body)
+    }
+
+    /// Runs the server's refresher over everything due, now.
+    @discardableResult
+    func refreshDue() async -> Int {
+        await self.flusher.refresher?.drainDue() ?? 0
     }
 
     /// Writes the usage and failures the server has aggregated in memory, now.
@@ -130,12 +139,15 @@ struct Harness: Sendable {
 
 }
 
-/// The running server's usage flusher and key cache, for tests.
+/// The running server's usage flusher, key cache and refresher, for tests.
 final class FlusherBox: Sendable {
-    private let parts = Mutex<(UsageFlusher, KeyCache)?>(nil)
-    func set(_ flusher: UsageFlusher, cache: KeyCache) { self.parts.withLock { $0 = (flusher, cache) } }
+    private let parts = Mutex<(UsageFlusher, KeyCache, TokenRefresher)?>(nil)
+    func set(_ flusher: UsageFlusher, cache: KeyCache, refresher: TokenRefresher) {
+        self.parts.withLock { $0 = (flusher, cache, refresher) }
+    }
     func get() -> UsageFlusher? { self.parts.withLock { $0?.0 } }
     var cache: KeyCache? { self.parts.withLock { $0?.1 } }
+    var refresher: TokenRefresher? { self.parts.withLock { $0?.2 } }
 }
 
 /// A response, decoded for assertions.

@@ -6,6 +6,7 @@ import LatchkeyApp
 import LatchkeyCore
 import LatchkeyCrypto
 import LatchkeyHTTP
+import LatchkeyRefresher
 import LatchkeyStore
 import LatchkeyTesting
 import Logging

@@ -7,6 +7,7 @@ import LatchkeyCore
 import LatchkeyCrypto
 import LatchkeyHTTP
 import LatchkeyOAuth
+import LatchkeyRefresher
 import LatchkeyStore
 import LatchkeyTesting
 import Logging
