@@ -42,9 +42,7 @@ package struct KeyRingMaintenance: Sendable {
                         + "LATCHKEY_MASTER_KEY_PREVIOUS; configure the key that sealed them")
             }
             do {
-                _ = try self.sealer.open(
-                    SealedValue(blob: Array(buffer: sealed), keyVersion: version),
-                    context: SealContext(vaultID: vaultID, credentialID: id))
+                _ = try self.sealer.openRow(sealed, keyVersion: version, vaultID: vaultID, credentialID: id)
             } catch {
                 throw KeyRingMismatch(
                     description:
@@ -78,8 +76,8 @@ package struct KeyRingMaintenance: Sendable {
                     let context = SealContext(vaultID: vaultID, credentialID: id)
                     let plaintext: [UInt8]
                     do {
-                        plaintext = try self.sealer.open(
-                            SealedValue(blob: Array(buffer: sealed), keyVersion: version), context: context)
+                        plaintext = try self.sealer.openRow(
+                            sealed, keyVersion: version, vaultID: vaultID, credentialID: id)
                     } catch {
                         throw KeyRingMismatch(
                             description:

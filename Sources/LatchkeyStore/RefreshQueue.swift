@@ -102,10 +102,11 @@ extension VaultStore {
                     (UUID, String, String, String, ByteBuffer, Int32, Int, UUID?, ByteBuffer?, Int32?).self
                 ).first(where: { _ in true })
         else { return nil }
-        let value = try self.open(sealed, version: version, vaultID: vaultID, id: id)
+        let value = try self.sealer.openObject(sealed, keyVersion: version, vaultID: vaultID, credentialID: id)
         var client: [String: JSONValue]?
         if let clientID, let clientSealed, let clientVersion {
-            client = try self.open(clientSealed, version: clientVersion, vaultID: vaultID, id: clientID)
+            client = try self.sealer.openObject(
+                clientSealed, keyVersion: clientVersion, vaultID: vaultID, credentialID: clientID)
         }
         let claimed = ClaimedCredential(
             id: id, vault: vault, name: name, type: try Self.credentialType(type), value: value, client: client,
@@ -151,13 +152,5 @@ extension VaultStore {
                 detail: ["reason": .string(reason), "status": .string("needs_reauth")])
         }
         return outcome
-    }
-
-    private func open(_ sealed: ByteBuffer, version: Int32, vaultID: UUID, id: UUID) throws -> [String: JSONValue] {
-        let plaintext = try self.sealer.open(
-            SealedValue(blob: Array(buffer: sealed), keyVersion: version),
-            context: SealContext(vaultID: vaultID, credentialID: id))
-        guard let object = JSONText.decodeObject(plaintext) else { throw LatchkeyError.internalError }
-        return object
     }
 }

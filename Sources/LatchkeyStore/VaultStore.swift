@@ -351,11 +351,7 @@ package struct VaultStore: Sendable {
                 WHERE v.name = \(vault) AND c.name = \(name)
                 """, logger: self.logger)
             for try await (id, vaultID, sealed, keyVersion) in rows.decode((UUID, UUID, ByteBuffer, Int32).self) {
-                let plaintext = try self.sealer.open(
-                    SealedValue(blob: Array(buffer: sealed), keyVersion: keyVersion),
-                    context: SealContext(vaultID: vaultID, credentialID: id))
-                guard let object = JSONText.decodeObject(plaintext) else { throw LatchkeyError.internalError }
-                return object
+                return try self.sealer.openObject(sealed, keyVersion: keyVersion, vaultID: vaultID, credentialID: id)
             }
             throw LatchkeyError.credentialNotFound(vault: vault, name: name)
         }
