@@ -126,7 +126,7 @@ struct CredentialController {
         var value = try ProviderPresets.prefill(fields.take("value"))
         try fields.refuseLeftovers()
         let now = self.now()
-        if try await self.store.metadata(vault: vault, name: name).type == .oauth {
+        if try await self.store.credentialType(vault: vault, name: name) == .oauth {
             value = try await self.pasted.validate(
                 vault: vault, name: name, value: value, action: .credentialRotate, by: context.caller, now: now)
         }

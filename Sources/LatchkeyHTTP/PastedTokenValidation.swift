@@ -50,18 +50,18 @@ struct PastedTokenValidation {
     }
 
     private func clientConfiguration(vault: String, name: String) async throws -> OAuthClientConfiguration {
-        let metadata: CredentialMetadata
+        let type: CredentialType
         do {
-            metadata = try await self.store.metadata(vault: vault, name: name)
+            type = try await self.store.credentialType(vault: vault, name: name)
         } catch let error as LatchkeyError where error.code == .credentialNotFound {
             throw LatchkeyError.validation("value.client", "no oauth_client named '\(name)' in this vault")
         }
-        guard metadata.type == .oauthClient,
+        guard type == .oauthClient,
             let configuration = OAuthClientConfiguration(
                 sealedValue: try await self.store.openValue(vault: vault, name: name))
         else {
             throw LatchkeyError.validation(
-                "value.client", "'\(name)' is a \(metadata.type.rawValue) credential, not an oauth_client")
+                "value.client", "'\(name)' is a \(type.rawValue) credential, not an oauth_client")
         }
         return configuration
     }

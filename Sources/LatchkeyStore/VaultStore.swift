@@ -357,6 +357,21 @@ package struct VaultStore: Sendable {
         }
     }
 
+    /// A credential's type, in one indexed read (for callers that need only
+    /// that, where `metadata` would also read references and usage).
+    package func credentialType(vault: String, name: String) async throws -> CredentialType {
+        try await withDatabaseErrors {
+            let rows = try await self.client.query(
+                """
+                SELECT c.type FROM credentials c JOIN vaults v ON v.id = c.vault_id
+                WHERE v.name = \(vault) AND c.name = \(name)
+                """, logger: self.logger)
+            for try await type in rows.decode(String.self) { return try Self.credentialType(type) }
+            _ = try await self.vault(named: vault)  // VAULT_NOT_FOUND when that is what is missing
+            throw LatchkeyError.credentialNotFound(vault: vault, name: name)
+        }
+    }
+
     // MARK: Audit
 
     package func auditEvents(_ filter: AuditFilter) async throws -> Page<AuditEvent> {
