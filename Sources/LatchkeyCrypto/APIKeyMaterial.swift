@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import LatchkeyCore
 
 /// API key generation and hashing (SPEC section 3).
 ///
@@ -20,10 +21,7 @@ package enum APIKeyMaterial {
 
     package static func generate(ephemeral: Bool) -> Minted {
         let random = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
-        let body = random.base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-        let key = (ephemeral ? Self.ephemeralPrefix : Self.livePrefix) + body
+        let key = (ephemeral ? Self.ephemeralPrefix : Self.livePrefix) + Base64URL.encode(random)
         return Minted(key: key, prefix: String(key.prefix(Self.displayPrefixLength)), hash: Self.hash(key))
     }
 

@@ -70,14 +70,10 @@ struct Parameters {
 /// Opaque page cursors: base64url of the position, so clients do not build them.
 enum Cursor {
     static func encode(_ position: String) -> String {
-        Data(position.utf8).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        Base64URL.encode(Data(position.utf8))
     }
 
     static func decode(_ cursor: String) -> String? {
-        var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        return Data(base64Encoded: base64).flatMap { String(data: $0, encoding: .utf8) }
+        Base64URL.decode(cursor).flatMap { String(data: $0, encoding: .utf8) }
     }
 }
