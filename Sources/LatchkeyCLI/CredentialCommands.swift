@@ -166,10 +166,8 @@ struct CredentialCommand: AsyncParsableCommand {
             ]
             if let description { body["description"] = .string(description) }
             do {
-                let (_, data) = try await api.call(
-                    .POST, CredentialCommand.path(vault: self.client.vault), body: .object(body))
+                _ = try await api.call(.POST, CredentialCommand.path(vault: self.client.vault), body: .object(body))
                 print("Created \(type.rawValue) credential '\(self.name)' in vault '\(self.client.vault)'.")
-                _ = data
             } catch let error as APIClientError where error.description.hasPrefix("CREDENTIAL_EXISTS") {
                 _ = try await api.call(
                     .POST, CredentialCommand.path(vault: self.client.vault, name: self.name) + "/rotate",
@@ -215,15 +213,7 @@ struct CredentialCommand: AsyncParsableCommand {
                 cursor = page["next_cursor"]?.stringValue
             } while cursor != nil
             guard !self.json else { return }
-            let header = ["NAME", "TYPE", "STATUS", "LAST ROTATED"]
-            let widths = header.indices.map { column in
-                ([header] + rows).map { $0[column].count }.max() ?? 0
-            }
-            for row in [header] + rows {
-                print(
-                    zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(
-                        separator: "  "))
-            }
+            printTable(header: ["NAME", "TYPE", "STATUS", "LAST ROTATED"], rows: rows)
         }
     }
 

@@ -108,12 +108,7 @@ struct KeysCommand: AsyncParsableCommand {
                     key.lastSeenAt.map { ISO8601DateFormatter().string(from: $0) } ?? "-", String(key.callsLast24h),
                 ]
             }
-            let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
-            for row in [header] + rows {
-                print(
-                    zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(
-                        separator: "  "))
-            }
+            printTable(header: header, rows: rows)
         }
     }
 
