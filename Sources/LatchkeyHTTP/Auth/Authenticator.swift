@@ -54,7 +54,7 @@ package struct Authenticator: RouterMiddleware {
             trusted: self.dependencies.trustedProxies)
         context.clientAddress = address
         guard let token = Self.bearerToken(request) else {
-            return try self.refuse(
+            try self.refuse(
                 .invalidKey, reason: "missing_or_malformed_authorization", prefix: nil, address: address)
         }
         // The bootstrap secret: constant-time comparison; RequireAccess limits
@@ -67,7 +67,7 @@ package struct Authenticator: RouterMiddleware {
             let record = try await self.dependencies.cache.record(
                 hash: APIKeyMaterial.hash(token), store: self.dependencies.keys)
         else {
-            return try self.refuse(.invalidKey, reason: "unknown_key", prefix: nil, address: address)
+            try self.refuse(.invalidKey, reason: "unknown_key", prefix: nil, address: address)
         }
         if let allowlist = record.allowlist {
             guard let address, allowlist.contains(where: { $0.contains(address) }) else {
@@ -77,7 +77,7 @@ package struct Authenticator: RouterMiddleware {
         }
         let now = self.dependencies.now()
         if record.revoked || record.isExpired(at: now) {
-            return try self.refuse(
+            try self.refuse(
                 .invalidKey, reason: record.revoked ? "revoked_key" : "expired_key", prefix: record.prefix,
                 address: address)
         }
@@ -89,8 +89,7 @@ package struct Authenticator: RouterMiddleware {
         return try await next(request, context)
     }
 
-    private func refuse(_ error: LatchkeyError, reason: String, prefix: String?, address: IPAddress?) throws -> Response
-    {
+    private func refuse(_ error: LatchkeyError, reason: String, prefix: String?, address: IPAddress?) throws -> Never {
         self.dependencies.usage.recordFailure(reason: reason, keyPrefix: prefix, address: address?.description)
         throw error
     }
