@@ -42,7 +42,14 @@ package final class ProviderSimulator: Sendable {
 
     private struct Client {
         var secret: String
+        /// Further secrets accepted while a client secret is being rotated.
+        var otherSecrets: Set<String> = []
         var behaviour: Behaviour
+
+        func accepts(_ presented: String?) -> Bool {
+            guard let presented else { return self.secret.isEmpty }
+            return presented == self.secret || self.otherSecrets.contains(presented)
+        }
     }
 
     private struct RefreshToken {
@@ -66,7 +73,10 @@ package final class ProviderSimulator: Sendable {
         var nextFamily = 0
         var codes: [String: PendingCode] = [:]
         var grants: [String: [String: Int]] = [:]
+        var invalidClient: [String: Int] = [:]
         var issued = 0
+        var inFlight = 0
+        var maxInFlight = 0
     }
 
     private let state = Mutex(State())
@@ -82,6 +92,24 @@ package final class ProviderSimulator: Sendable {
     package func register(clientID: String, secret: String, behaviour: Behaviour = Behaviour()) {
         self.state.withLock { $0.clients[clientID] = Client(secret: secret, behaviour: behaviour) }
     }
+
+    /// Makes the client accept exactly these secrets (a provider mid-rotation accepts two).
+    package func setSecrets(clientID: String, _ secrets: [String]) {
+        self.state.withLock { state in
+            guard var client = state.clients[clientID], let first = secrets.first else { return }
+            client.secret = first
+            client.otherSecrets = Set(secrets.dropFirst())
+            state.clients[clientID] = client
+        }
+    }
+
+    /// How many token requests the client failed to authenticate (`invalid_client`).
+    package func invalidClientAnswers(clientID: String) -> Int {
+        self.state.withLock { $0.invalidClient[clientID] ?? 0 }
+    }
+
+    /// The most token requests the simulator has had open at once.
+    package var maxConcurrentRequests: Int { self.state.withLock { $0.maxInFlight } }
 
     package func update(clientID: String, _ change: (inout Behaviour) -> Void) {
         self.state.withLock { state in
@@ -120,33 +148,9 @@ package final class ProviderSimulator: Sendable {
         _ body: @Sendable (ProviderSimulator) async throws -> Result
     ) async throws -> Result {
         let simulator = ProviderSimulator()
-        var logger = Logger(label: "provider-simulator")
-        logger.logLevel = .warning
-        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let application = Application(
-            router: simulator.router(),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "provider-simulator"),
-            onServerRunning: { channel in
-                portContinuation.yield(channel.localAddress?.port ?? 0)
-                portContinuation.finish()
-            },
-            logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(services: [application], gracefulShutdownSignals: [], logger: logger))
-        return try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = await iterator.next() ?? 0
+        return try await LoopbackServer.run(router: simulator.router(), name: "provider-simulator") { port in
             simulator.state.withLock { $0.port = port }
-            do {
-                let result = try await body(simulator)
-                await group.triggerGracefulShutdown()
-                try await tasks.waitForAll()
-                return result
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
+            return try await body(simulator)
         }
     }
 
@@ -196,7 +200,13 @@ package final class ProviderSimulator: Sendable {
         guard let clientID, let client = self.state.withLock({ $0.clients[clientID] }) else {
             return Self.reply(.json, status: .unauthorized, ["error": "invalid_client"])
         }
+        self.state.withLock { state in
+            state.inFlight += 1
+            state.maxInFlight = max(state.maxInFlight, state.inFlight)
+        }
+        defer { self.state.withLock { $0.inFlight -= 1 } }
         var behaviour = client.behaviour
+        // A slow provider (the simulator plays one; this is not a test waiting).
         if behaviour.latency > .zero { try await Task.sleep(for: behaviour.latency) }
         let grantType = form["grant_type"] ?? ""
         self.state.withLock { $0.grants[clientID, default: [:]][grantType, default: 0] += 1 }
@@ -215,7 +225,9 @@ package final class ProviderSimulator: Sendable {
         }
         if let transient { return transient }
         behaviour = self.state.withLock { $0.clients[clientID]!.behaviour }
-        guard client.secret == (secret ?? "") || (secret == nil && client.secret.isEmpty) else {
+        let current = self.state.withLock { $0.clients[clientID]! }
+        guard current.accepts(secret) else {
+            self.state.withLock { $0.invalidClient[clientID, default: 0] += 1 }
             return Self.reply(behaviour.format, status: .unauthorized, ["error": "invalid_client"])
         }
         if let error = behaviour.errorIn200 { return Self.reply(behaviour.format, status: .ok, ["error": error]) }
