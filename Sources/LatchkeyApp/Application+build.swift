@@ -9,6 +9,7 @@ package import LatchkeyRefresher
 import LatchkeyStore
 package import Logging
 import PostgresNIO
+package import Prometheus
 
 /// The assembled server and the parts tests and commands reach into.
 package struct LatchkeyServer: Sendable {
@@ -16,6 +17,9 @@ package struct LatchkeyServer: Sendable {
     package let usageFlusher: UsageFlusher
     package let keyCache: KeyCache
     package let refresher: TokenRefresher
+    package let background: BackgroundWork
+    /// What `/metrics` renders; each server has its own.
+    package let metrics: PrometheusCollectorRegistry
 }
 
 /// Builds the Latchkey server: the Postgres pool, the key-change listener and
@@ -35,7 +39,8 @@ package func buildServer(
     let client = PostgresClient(
         configuration: try DatabaseURL.configuration(configuration.databaseURL), backgroundLogger: logger)
     let store = VaultStore(
-        client: client, sealer: sealer, refreshWindow: configuration.refreshWindow, logger: logger)
+        client: client, sealer: sealer, refreshWindow: configuration.refreshWindow,
+        webhooksEnabled: configuration.webhookURL != nil, logger: logger)
     let keys = KeyStore(client: client, logger: logger)
     let migrator = try Migrator(logger: logger)
     let cache = KeyCache()
@@ -50,13 +55,18 @@ package func buildServer(
     // The one outbound HTTP client, owned here and shut down after the server.
     let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
     let tokens = TokenEndpointClient(http: http, timeout: configuration.providerTimeout)
-    let refresher = TokenRefresher(
-        store: store, tokens: tokens, policy: RefreshPolicy(window: configuration.refreshWindow), now: now,
-        logger: logger)
+    // Metrics go to this server's own registry rather than the global
+    // MetricsSystem, so servers in one test process do not share counts.
+    let registry = PrometheusCollectorRegistry()
+    let background = BackgroundWork(
+        configuration: configuration, store: store, http: http, tokens: tokens,
+        metrics: PrometheusMetricsFactory(registry: registry), logger: logger, now: now)
+    let refresher = background.refresher
     let router = buildRouter(
         RouterDependencies(
             store: store, migrator: migrator, authentication: authentication,
-            maxEphemeralTTL: configuration.maxEphemeralTTL, tokens: tokens, refresher: refresher, now: now))
+            maxEphemeralTTL: configuration.maxEphemeralTTL, tokens: tokens, refresher: refresher, metrics: registry,
+            now: now))
     var application = Application(
         router: router,
         configuration: .init(
@@ -64,10 +74,7 @@ package func buildServer(
         services: [
             client, KeyInvalidationListener(client: client, cache: cache, logger: logger), flusher,
             HTTPClientService(client: http),
-            RefresherService(
-                refresher: refresher, interval: configuration.refreshScanInterval,
-                concurrency: configuration.refreshConcurrency),
-        ],
+        ] + background.services,
         logger: logger
     )
     application.beforeServerStarts {
@@ -88,7 +95,9 @@ package func buildServer(
                 metadata: ["rekey.pending_rows": "\(pending)"])
         }
     }
-    return LatchkeyServer(application: application, usageFlusher: flusher, keyCache: cache, refresher: refresher)
+    return LatchkeyServer(
+        application: application, usageFlusher: flusher, keyCache: cache, refresher: refresher, background: background,
+        metrics: registry)
 }
 
 /// The server as an application to run (`latchkey serve`, most tests).

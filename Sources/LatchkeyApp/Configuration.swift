@@ -36,8 +36,17 @@ package struct LatchkeyConfiguration: Sendable {
     package var providerTimeout: Duration = .seconds(15)
     /// How often the refresher looks for due credentials.
     package var refreshScanInterval: Duration = .seconds(5)
-    /// Provider calls the refresher makes at once, per replica.
-    package var refreshConcurrency: Int = 8
+    /// `LATCHKEY_REFRESH_CONCURRENCY`: provider calls the refresher makes at once, per replica.
+    package var refreshConcurrency: Int = 16
+    /// `LATCHKEY_REFRESH_HOST_CONCURRENCY`: of those, at most this many to one token endpoint host.
+    package var refreshHostConcurrency: Int = 8
+    /// `LATCHKEY_WEBHOOK_URL`: where signed events about credentials are posted (optional).
+    package var webhookURL: String?
+    /// `LATCHKEY_WEBHOOK_SECRET`: the HMAC-SHA256 key for `Latchkey-Signature`; required with a URL.
+    package var webhookSecret: String?
+    /// How often pending webhook events are sent, and metrics gauges sampled.
+    package var webhookInterval: Duration = .seconds(2)
+    package var metricsSampleInterval: Duration = .seconds(15)
 
     package init(databaseURL: String) {
         self.databaseURL = databaseURL
@@ -46,6 +55,8 @@ package struct LatchkeyConfiguration: Sendable {
     /// Minimum length of `LATCHKEY_ADMIN_SECRET`: it guards every admin call
     /// until API keys exist, so a guessable one is refused at start-up.
     package static let minimumAdminSecretLength = 24
+    /// Minimum length of `LATCHKEY_WEBHOOK_SECRET`, which receivers verify events with.
+    package static let minimumWebhookSecretLength = 16
 
     /// Reads and validates `LATCHKEY_*` variables. Each problem is one line
     /// naming the variable.
@@ -108,6 +119,24 @@ package struct LatchkeyConfiguration: Sendable {
             configuration.providerTimeout = .seconds(
                 Int(try Self.number(timeout, "LATCHKEY_PROVIDER_TIMEOUT", in: 1...120, default: 0)))
         }
+        if let concurrency = value("LATCHKEY_REFRESH_CONCURRENCY") {
+            configuration.refreshConcurrency = Int(
+                try Self.number(concurrency, "LATCHKEY_REFRESH_CONCURRENCY", in: 1...1024, default: 0))
+        }
+        if let concurrency = value("LATCHKEY_REFRESH_HOST_CONCURRENCY") {
+            configuration.refreshHostConcurrency = Int(
+                try Self.number(concurrency, "LATCHKEY_REFRESH_HOST_CONCURRENCY", in: 1...1024, default: 0))
+        }
+        if let url = value("LATCHKEY_WEBHOOK_URL") {
+            guard let parsed = URL(string: url), let scheme = parsed.scheme, ["http", "https"].contains(scheme),
+                parsed.host?.isEmpty == false
+            else {
+                throw ConfigurationError(
+                    "LATCHKEY_WEBHOOK_URL must be an absolute http(s) URL, e.g. https://hooks.example.com/latchkey")
+            }
+            configuration.webhookURL = url
+        }
+        configuration.webhookSecret = value("LATCHKEY_WEBHOOK_SECRET")
         try configuration.validate()
         return configuration
     }
@@ -138,6 +167,13 @@ package struct LatchkeyConfiguration: Sendable {
 
     /// Checks what can be checked without the database.
     package func validate() throws(ConfigurationError) {
+        if self.webhookURL != nil {
+            guard let secret = self.webhookSecret, secret.utf8.count >= Self.minimumWebhookSecretLength else {
+                throw ConfigurationError(
+                    "LATCHKEY_WEBHOOK_SECRET must be set, at least \(Self.minimumWebhookSecretLength) characters, when LATCHKEY_WEBHOOK_URL is (e.g. `openssl rand -hex 32`)"
+                )
+            }
+        }
         if let adminSecret, adminSecret.count < Self.minimumAdminSecretLength {
             throw ConfigurationError(
                 "LATCHKEY_ADMIN_SECRET must be at least \(Self.minimumAdminSecretLength) characters (e.g. `openssl rand -hex 32`)"

@@ -7,6 +7,7 @@ import LatchkeyCrypto
 import LatchkeyStore
 import Logging
 import PostgresNIO
+import ServiceLifecycle
 
 /// Options every server-side command shares.
 struct ServerOptions: ParsableArguments {
@@ -56,6 +57,25 @@ struct Serve: AsyncParsableCommand {
         logger.info(
             "starting", metadata: ["listen": "\(configuration.listenHost):\(configuration.listenPort)"])
         try await application.runService()
+    }
+}
+
+struct Refresher: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run only the background work: the token refresher and webhook delivery (no HTTP listener).",
+        discussion: """
+            For deployments that scale the API and the refresher apart. Any number of `refresher` and `serve` \
+            processes may share one database: each due token is claimed by exactly one of them. The schema must \
+            be current (run `latchkey migrate` first). Stops gracefully on SIGTERM or SIGINT, finishing refreshes \
+            in flight.
+            """)
+
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        let configuration = try self.options.configuration()
+        let logger = try self.options.makeLogger()
+        try await buildRefresherGroup(configuration, logger: logger).run()
     }
 }
 

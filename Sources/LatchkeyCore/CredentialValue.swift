@@ -156,6 +156,11 @@ package enum CredentialValidator {
             }
         } else {
             secret["client_secret"] = .string(try fields.requiredString("client_secret"))
+            // A newer secret being rolled in (tried first; the current one on `invalid_client`).
+            if let next = try fields.optionalString("client_secret_next") {
+                secret["client_secret_next"] = .string(next)
+                attributes["client_secret_next"] = .bool(true)
+            }
         }
         // Until provider presets prefill it, the token URL is what every grant needs.
         let tokenURL = try fields.requiredString("token_url")

@@ -21,6 +21,7 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
         case vaultExists = "VAULT_EXISTS"
         case credentialInUse = "CREDENTIAL_IN_USE"
         case needsReauth = "NEEDS_REAUTH"
+        case refreshInProgress = "REFRESH_IN_PROGRESS"
         case payloadTooLarge = "PAYLOAD_TOO_LARGE"
         case validationFailed = "VALIDATION_FAILED"
         case refreshTokenRejected = "REFRESH_TOKEN_REJECTED"
@@ -57,7 +58,7 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
         case .forbidden, .ipNotAllowed: 403
         case .notFound, .vaultNotFound, .credentialNotFound, .keyNotFound: 404
         case .methodNotAllowed: 405
-        case .credentialExists, .vaultExists, .credentialInUse, .needsReauth: 409
+        case .credentialExists, .vaultExists, .credentialInUse, .needsReauth, .refreshInProgress: 409
         case .payloadTooLarge: 413
         case .validationFailed, .refreshTokenRejected: 422
         case .rateLimited: 429

@@ -20,6 +20,8 @@ package struct CredentialMetadata: Sendable, Hashable, Encodable {
     package var expiresAt: Date?
     package var lastRefreshedAt: Date?
     package var nextRefreshAt: Date?
+    /// In back-off: when the refresher tries again.
+    package var nextAttemptAt: Date?
     package var refreshFailures: Int?
     package var lastError: String?
     // Filled in by single-credential reads.
@@ -30,7 +32,7 @@ package struct CredentialMetadata: Sendable, Hashable, Encodable {
         id: String, vault: String, name: String, type: CredentialType, description: String, status: CredentialStatus,
         createdAt: Date, createdBy: String, updatedAt: Date, lastRotatedAt: Date, attributes: [String: JSONValue],
         client: String? = nil, scopes: [String]? = nil, expiresAt: Date? = nil, lastRefreshedAt: Date? = nil,
-        nextRefreshAt: Date? = nil, refreshFailures: Int? = nil, lastError: String? = nil,
+        nextRefreshAt: Date? = nil, nextAttemptAt: Date? = nil, refreshFailures: Int? = nil, lastError: String? = nil,
         referencedBy: [String]? = nil, usage: CredentialUsage? = nil
     ) {
         self.id = id
@@ -49,6 +51,7 @@ package struct CredentialMetadata: Sendable, Hashable, Encodable {
         self.expiresAt = expiresAt
         self.lastRefreshedAt = lastRefreshedAt
         self.nextRefreshAt = nextRefreshAt
+        self.nextAttemptAt = nextAttemptAt
         self.refreshFailures = refreshFailures
         self.lastError = lastError
         self.referencedBy = referencedBy
@@ -64,6 +67,7 @@ package struct CredentialMetadata: Sendable, Hashable, Encodable {
         case expiresAt = "expires_at"
         case lastRefreshedAt = "last_refreshed_at"
         case nextRefreshAt = "next_refresh_at"
+        case nextAttemptAt = "next_attempt_at"
         case refreshFailures = "refresh_failures"
         case lastError = "last_error"
         case referencedBy = "referenced_by"

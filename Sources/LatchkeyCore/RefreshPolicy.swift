@@ -54,7 +54,7 @@ package struct RefreshPolicy: Sendable, Hashable {
         return max(jittered, Double(retryAfter ?? 0))
     }
 
-    static func seconds(_ duration: Duration) -> TimeInterval {
+    package static func seconds(_ duration: Duration) -> TimeInterval {
         let (seconds, attoseconds) = duration.components
         return Double(seconds) + Double(attoseconds) / 1e18
     }

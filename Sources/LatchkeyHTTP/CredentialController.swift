@@ -46,11 +46,13 @@ struct CredentialController {
         if type == .oauthClient { rawValue = try ProviderPresets.prefill(rawValue) }
         _ = try CredentialValidator.validate(type: type, value: rawValue, now: now)
         try fields.refuseLeftovers()
+        var providerFields: [String: JSONValue] = [:]
         if type == .oauth {
-            rawValue = try await self.pasted.validate(
+            (rawValue, providerFields) = try await self.pasted.validate(
                 vault: vault, name: name, value: rawValue, action: .credentialCreate, by: context.caller, now: now)
         }
-        let value = try CredentialValidator.validate(type: type, value: rawValue, now: now)
+        var value = try CredentialValidator.validate(type: type, value: rawValue, now: now)
+        if !providerFields.isEmpty { value.attributes["provider_fields"] = .object(providerFields) }
         let metadata = try await self.store.createCredential(
             vault: vault, name: name, type: type, description: description, value: value, by: context.caller, now: now)
         var response = try APIJSON.response(metadata, status: .created)
@@ -126,11 +128,13 @@ struct CredentialController {
         var value = try ProviderPresets.prefill(fields.take("value"))
         try fields.refuseLeftovers()
         let now = self.now()
+        var providerFields: [String: JSONValue] = [:]
         if try await self.store.credentialType(vault: vault, name: name) == .oauth {
-            value = try await self.pasted.validate(
+            (value, providerFields) = try await self.pasted.validate(
                 vault: vault, name: name, value: value, action: .credentialRotate, by: context.caller, now: now)
         }
-        let metadata = try await self.store.rotate(vault: vault, name: name, value: value, by: context.caller, now: now)
+        let metadata = try await self.store.rotate(
+            vault: vault, name: name, value: value, providerFields: providerFields, by: context.caller, now: now)
         return try APIJSON.response(metadata)
     }
 
@@ -140,14 +144,14 @@ struct CredentialController {
         let parameters = Parameters(request: request, context: context)
         let (vault, name) = (try parameters.vault(), try parameters.credentialName())
         switch try await self.refresher.refreshNow(vault: vault, name: name, by: context.caller) {
-        case .refreshed?, nil:
+        case .refreshed:
             break
-        case .backoff(let retryAt, let reason)?:
+        case .backoff(let retryAt, let reason):
             throw LatchkeyError(
                 .providerUnavailable,
                 "The provider could not refresh '\(name)' (\(reason)); the next attempt is at \(ISO8601DateFormatter().string(from: retryAt))."
             )
-        case .needsReauth(let reason)?:
+        case .needsReauth(let reason):
             throw LatchkeyError(.needsReauth, "'\(name)' needs re-authorisation: \(reason).")
         }
         return try APIJSON.response(try await self.store.metadata(vault: vault, name: name))

@@ -15,13 +15,14 @@ struct PastedTokenValidation {
     let tokens: TokenEndpointClient
 
     /// The value to store: `value` itself when there is no refresh token to
-    /// check, otherwise the tokens the validation refresh returned.
+    /// check, otherwise the tokens the validation refresh returned, with the
+    /// non-secret extra fields of the provider's answer (for metadata).
     func validate(
         vault: String, name: String, value: JSONValue?, action: AuditAction, by principal: Principal, now: Date
-    ) async throws -> JSONValue? {
+    ) async throws -> (value: JSONValue?, providerFields: [String: JSONValue]) {
         let checked = try CredentialValidator.validate(type: .oauth, value: value, now: now)
         guard case .string(let refreshToken)? = checked.secret["refresh_token"], let clientName = checked.clientName
-        else { return value }
+        else { return (value, [:]) }
         let client = try await self.clientConfiguration(vault: vault, name: clientName)
         switch await self.tokens.refresh(client, refreshToken: refreshToken) {
         case .success(let issued):
@@ -33,7 +34,7 @@ struct PastedTokenValidation {
             if let scopes = issued.scopes ?? checked.scopes, !scopes.isEmpty {
                 refreshed["scopes"] = .array(scopes.map(JSONValue.string))
             }
-            return .object(refreshed)
+            return (.object(refreshed), issued.providerFields)
         case .failure(.rejected(let code)):
             try? await self.store.recordAudit(
                 action: action, vault: vault, credential: name, by: principal, outcome: .failure,

@@ -1,10 +1,13 @@
 package import Foundation
+import HTTPTypes
 package import Hummingbird
 import LatchkeyCore
 package import LatchkeyOAuth
 package import LatchkeyRefresher
 package import LatchkeyStore
+import NIOCore
 import PostgresNIO
+package import Prometheus
 
 /// Everything the routes need, built by the composition root.
 package struct RouterDependencies: Sendable {
@@ -14,12 +17,16 @@ package struct RouterDependencies: Sendable {
     package var maxEphemeralTTL: Duration
     package var tokens: TokenEndpointClient
     package var refresher: TokenRefresher
+    /// What `GET /metrics` renders.
+    package var metrics: PrometheusCollectorRegistry
     package var now: @Sendable () -> Date
 
     package init(
         store: VaultStore, migrator: Migrator, authentication: AuthenticationDependencies, maxEphemeralTTL: Duration,
-        tokens: TokenEndpointClient, refresher: TokenRefresher, now: @escaping @Sendable () -> Date
+        tokens: TokenEndpointClient, refresher: TokenRefresher, metrics: PrometheusCollectorRegistry,
+        now: @escaping @Sendable () -> Date
     ) {
+        self.metrics = metrics
         self.tokens = tokens
         self.refresher = refresher
         self.store = store
@@ -62,6 +69,15 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
             context.logger.warning("readiness check failed", metadata: ["error.type": "\(type(of: error))"])
             return APIErrorMiddleware.response(for: .databaseUnavailable)
         }
+    }
+
+    // Prometheus text format. Open like the health checks (scrapers rarely
+    // carry credentials): it names no credential, vault or key, only counts.
+    router.get("metrics") { _, _ in
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+        let body = dependencies.metrics.emitToBuffer()
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     let v1 = router.group("v1").add(middleware: Authenticator(dependencies.authentication))

@@ -9,6 +9,10 @@ import NIOHTTP1
 package struct OAuthClientConfiguration: Sendable, Hashable {
     package var clientID: String
     package var clientSecret: String?
+    /// A newer secret being rolled in: tried first, and on `invalid_client`
+    /// the current one is tried once more, so a client secret can be rotated
+    /// at the provider without a failed refresh in between.
+    package var nextClientSecret: String?
     package var tokenURL: String
     /// `client_secret_basic`, `client_secret_post` or `none`.
     package var authMethod: String
@@ -17,10 +21,11 @@ package struct OAuthClientConfiguration: Sendable, Hashable {
 
     package init(
         clientID: String, clientSecret: String?, tokenURL: String, authMethod: String = "client_secret_basic",
-        scopeSeparator: String = " ", tokenParams: [String: String] = [:]
+        scopeSeparator: String = " ", tokenParams: [String: String] = [:], nextClientSecret: String? = nil
     ) {
         self.clientID = clientID
         self.clientSecret = clientSecret
+        self.nextClientSecret = nextClientSecret
         self.tokenURL = tokenURL
         self.authMethod = authMethod
         self.scopeSeparator = scopeSeparator
@@ -39,7 +44,13 @@ package struct OAuthClientConfiguration: Sendable, Hashable {
         self.init(
             clientID: clientID, clientSecret: value["client_secret"]?.stringValue, tokenURL: tokenURL,
             authMethod: value["token_auth_method"]?.stringValue ?? "client_secret_basic",
-            scopeSeparator: value["scope_separator"]?.stringValue ?? " ", tokenParams: params)
+            scopeSeparator: value["scope_separator"]?.stringValue ?? " ", tokenParams: params,
+            nextClientSecret: value["client_secret_next"]?.stringValue)
+    }
+
+    /// The token endpoint's host, which bounds concurrent calls per provider.
+    package var tokenHost: String {
+        URL(string: self.tokenURL)?.host?.lowercased() ?? self.tokenURL
     }
 }
 
@@ -49,7 +60,7 @@ package struct OAuthClientConfiguration: Sendable, Hashable {
 /// are tokens or a `TokenFailure`.
 package struct TokenEndpointClient: Sendable {
     let http: HTTPClient
-    let timeout: Duration
+    package let timeout: Duration
     /// Token responses are small; anything bigger is not a token response.
     static let maxBodyBytes = 256 * 1024
 
@@ -82,8 +93,24 @@ package struct TokenEndpointClient: Sendable {
         return await self.request(client, form: form)
     }
 
+    /// Sends a grant with the newest client secret; if the provider answers
+    /// `invalid_client` to a secret being rolled in, once more with the
+    /// current one.
     private func request(
         _ client: OAuthClientConfiguration, form: [String: String]
+    ) async -> Result<TokenSet, TokenFailure> {
+        guard let next = client.nextClientSecret, client.authMethod != "none" else {
+            return await self.send(client, secret: client.clientSecret, form: form)
+        }
+        let result = await self.send(client, secret: next, form: form)
+        if case .failure(.rejected(let code)) = result, code == "invalid_client" || code == "http_401" {
+            return await self.send(client, secret: client.clientSecret, form: form)
+        }
+        return result
+    }
+
+    private func send(
+        _ client: OAuthClientConfiguration, secret: String?, form: [String: String]
     ) async -> Result<TokenSet, TokenFailure> {
         var fields = client.tokenParams.merging(form) { _, grant in grant }
         var request = HTTPClientRequest(url: client.tokenURL)
@@ -94,12 +121,12 @@ package struct TokenEndpointClient: Sendable {
         switch client.authMethod {
         case "client_secret_post":
             fields["client_id"] = client.clientID
-            fields["client_secret"] = client.clientSecret ?? ""
+            fields["client_secret"] = secret ?? ""
         case "none":
             fields["client_id"] = client.clientID
         default:
             // RFC 6749 2.3.1: each part form-encoded before base64.
-            let pair = "\(FormEncoding.encode(client.clientID)):\(FormEncoding.encode(client.clientSecret ?? ""))"
+            let pair = "\(FormEncoding.encode(client.clientID)):\(FormEncoding.encode(secret ?? ""))"
             request.headers.add(name: "Authorization", value: "Basic \(Data(pair.utf8).base64EncodedString())")
         }
         request.body = .bytes(ByteBuffer(string: FormEncoding.encode(fields)))

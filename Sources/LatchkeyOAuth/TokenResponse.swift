@@ -25,6 +25,24 @@ package struct TokenSet: Sendable, Hashable {
         self.scopes = scopes
         self.extra = extra
     }
+
+    /// The extra fields that are safe to show in metadata (`instance_url`,
+    /// `team`, ...): strings, numbers and booleans whose names do not look
+    /// like a secret. An `id_token` (an identity assertion for the client,
+    /// never sent to an API) and anything named like a token, secret, code,
+    /// key or password is left out, and so not stored at all.
+    package var providerFields: [String: JSONValue] {
+        let secretish = ["token", "secret", "code", "key", "password", "assertion"]
+        return self.extra.filter { name, value in
+            let lowered = name.lowercased()
+            guard name.utf8.count <= 64, !secretish.contains(where: { lowered.contains($0) }) else { return false }
+            switch value {
+            case .string(let text): return text.utf8.count <= 512
+            case .number, .bool: return true
+            default: return false
+            }
+        }
+    }
 }
 
 /// Why a token request did not yield tokens. Never carries the provider's

@@ -44,11 +44,18 @@ package struct VaultStore: Sendable {
     package let logger: Logger
     /// How long before expiry the refresher should renew an OAuth token.
     package let refreshWindow: Duration
+    /// Whether state changes record webhook events (`LATCHKEY_WEBHOOK_URL`
+    /// is set); without a receiver none are kept.
+    package let webhooksEnabled: Bool
 
-    package init(client: PostgresClient, sealer: Sealer, refreshWindow: Duration = .seconds(300), logger: Logger) {
+    package init(
+        client: PostgresClient, sealer: Sealer, refreshWindow: Duration = .seconds(300), webhooksEnabled: Bool = false,
+        logger: Logger
+    ) {
         self.client = client
         self.sealer = sealer
         self.refreshWindow = refreshWindow
+        self.webhooksEnabled = webhooksEnabled
         self.logger = logger
     }
 
@@ -271,14 +278,22 @@ package struct VaultStore: Sendable {
     /// Replaces a credential's value atomically: the row is locked, the new
     /// value validated against the stored type, sealed and written in one
     /// transaction with its audit row.
+    ///
+    /// `providerFields` are the non-secret extras of the token response that
+    /// validated a pasted refresh token (`instance_url`, ...), kept in the
+    /// metadata. Rotating an `oauth` credential out of `needs_reauth` records
+    /// a "recovered" webhook event.
     package func rotate(
-        vault: String, name: String, value: JSONValue?, by principal: Principal, now: Date
+        vault: String, name: String, value: JSONValue?, providerFields: [String: JSONValue] = [:],
+        by principal: Principal, now: Date
     ) async throws -> CredentialMetadata {
         try await self.audited(.credentialRotate, vault: vault, credential: name, by: principal) {
             try await self.client.withTransaction(logger: self.logger) { connection in
                 let vaultID = try await self.vaultID(connection, name: vault)
-                let (id, type) = try await self.lockCredential(connection, vaultID: vaultID, vault: vault, name: name)
-                let validated = try CredentialValidator.validate(type: type, value: value, now: now)
+                let (id, type, previousStatus) = try await self.lockCredential(
+                    connection, vaultID: vaultID, vault: vault, name: name)
+                var validated = try CredentialValidator.validate(type: type, value: value, now: now)
+                if !providerFields.isEmpty { validated.attributes["provider_fields"] = .object(providerFields) }
                 let clientID = try await self.resolveClient(connection, vaultID: vaultID, name: validated.clientName)
                 let sealed = try self.seal(validated, vaultID: vaultID, credentialID: id)
                 try await connection.query(
@@ -287,13 +302,23 @@ package struct VaultStore: Sendable {
                         attributes = \(JSONText.encode(validated.attributes))::jsonb, client_id = \(clientID),
                         scopes = \(validated.scopes), expires_at = \(validated.expiresAt),
                         next_refresh_at = \(self.nextRefresh(type: type, value: validated, now: now)),
-                        status = 'active', refresh_failures = 0, last_error = NULL,
+                        next_attempt_at = NULL, status = 'active', refresh_failures = 0, last_error = NULL,
+                        lease_owner = NULL, lease_expires_at = NULL,
                         revision = revision + 1, updated_at = \(now), last_rotated_at = \(now)
                     WHERE id = \(id)
                     """, logger: self.logger)
                 try await self.appendAudit(
                     connection, action: .credentialRotate, vault: vault, credential: name, by: principal,
                     outcome: .success)
+                if self.webhooksEnabled && previousStatus == .needsReauth {
+                    try await WebhookOutbox.enqueue(
+                        connection, logger: self.logger, type: .recovered, now: now,
+                        data: [
+                            "vault": .string(vault), "credential": .string(name),
+                            "credential_type": .string(type.rawValue),
+                            "status": .string("active"), "reason": .string("rotated by \(principal.name)"),
+                        ])
+                }
             }
             return try await self.metadata(vault: vault, name: name)
         }
@@ -307,7 +332,8 @@ package struct VaultStore: Sendable {
         try await self.audited(.credentialDelete, vault: vault, credential: name, by: principal) {
             try await self.client.withTransaction(logger: self.logger) { connection in
                 let vaultID = try await self.vaultID(connection, name: vault)
-                let (id, type) = try await self.lockCredential(connection, vaultID: vaultID, vault: vault, name: name)
+                let (id, type, _) = try await self.lockCredential(
+                    connection, vaultID: vaultID, vault: vault, name: name)
                 var orphaned: [String] = []
                 if type == .oauthClient {
                     let rows = try await connection.query(
@@ -323,7 +349,7 @@ package struct VaultStore: Sendable {
                     if !orphaned.isEmpty {
                         try await connection.query(
                             """
-                            UPDATE credentials SET status = 'needs_reauth', next_refresh_at = NULL,
+                            UPDATE credentials SET status = 'needs_reauth', next_refresh_at = NULL, next_attempt_at = NULL,
                                 last_error = \("its oauth_client '\(name)' was deleted"), updated_at = now()
                             WHERE client_id = \(id)
                             """, logger: self.logger)
@@ -455,12 +481,12 @@ package struct VaultStore: Sendable {
 
     private func lockCredential(
         _ connection: PostgresConnection, vaultID: UUID, vault: String, name: String
-    ) async throws -> (UUID, CredentialType) {
+    ) async throws -> (UUID, CredentialType, CredentialStatus) {
         let rows = try await connection.query(
-            "SELECT id, type FROM credentials WHERE vault_id = \(vaultID) AND name = \(name) FOR UPDATE",
+            "SELECT id, type, status FROM credentials WHERE vault_id = \(vaultID) AND name = \(name) FOR UPDATE",
             logger: self.logger)
-        for try await (id, type) in rows.decode((UUID, String).self) {
-            return (id, try Self.credentialType(type))
+        for try await (id, type, status) in rows.decode((UUID, String, String).self) {
+            return (id, try Self.credentialType(type), CredentialStatus(rawValue: status) ?? .active)
         }
         throw LatchkeyError.credentialNotFound(vault: vault, name: name)
     }
@@ -511,7 +537,7 @@ package struct VaultStore: Sendable {
     static let metadataColumns = """
         c.id, v.name, c.name, c.type, c.description, c.status, c.created_at, c.created_by, c.updated_at,
         c.last_rotated_at, c.attributes::text, cl.name, c.scopes, c.expires_at, c.last_refreshed_at,
-        c.next_refresh_at, c.refresh_failures, c.last_error
+        c.next_refresh_at, c.refresh_failures, c.last_error, c.next_attempt_at
         """
 
     private static func decodeMetadata(_ rows: PostgresRowSequence) async throws -> [CredentialMetadata] {
@@ -519,11 +545,12 @@ package struct VaultStore: Sendable {
         for try await row in rows {
             let (
                 id, vault, name, type, description, status, createdAt, createdBy, updatedAt, lastRotatedAt,
-                attributes, client, scopes, expiresAt, lastRefreshedAt, nextRefreshAt, failures, lastError
+                attributes, client, scopes, expiresAt, lastRefreshedAt, nextRefreshAt, failures, lastError,
+                nextAttemptAt
             ) = try row.decode(
                 (
                     UUID, String, String, String, String, String, Date, String, Date, Date, String, String?,
-                    [String]?, Date?, Date?, Date?, Int, String?
+                    [String]?, Date?, Date?, Date?, Int, String?, Date?
                 ).self)
             let credentialType = try Self.credentialType(type)
             let isOAuth = credentialType.isRefreshable
@@ -533,7 +560,7 @@ package struct VaultStore: Sendable {
                     status: CredentialStatus(rawValue: status) ?? .active, createdAt: createdAt, createdBy: createdBy,
                     updatedAt: updatedAt, lastRotatedAt: lastRotatedAt, attributes: JSONText.decodeObject(attributes),
                     client: client, scopes: isOAuth ? scopes ?? [] : nil, expiresAt: expiresAt,
-                    lastRefreshedAt: lastRefreshedAt, nextRefreshAt: nextRefreshAt,
+                    lastRefreshedAt: lastRefreshedAt, nextRefreshAt: nextRefreshAt, nextAttemptAt: nextAttemptAt,
                     refreshFailures: isOAuth ? failures : nil, lastError: lastError))
         }
         return items

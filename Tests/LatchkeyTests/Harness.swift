@@ -46,6 +46,9 @@ struct Harness: Sendable {
         configuration.usageFlushInterval = .seconds(3600)
         // Likewise the refresher: tests drain it explicitly (refreshDue()).
         configuration.refreshScanInterval = .seconds(3600)
+        // And webhook delivery and metric sampling (deliverWebhooks(), sampleMetrics()).
+        configuration.webhookInterval = .seconds(3600)
+        configuration.metricsSampleInterval = .seconds(3600)
         return configuration
     }
 
@@ -85,7 +88,7 @@ struct Harness: Sendable {
         let clock = self.clock
         let server = try buildServer(
             configuration ?? self.configuration, logger: self.logs.logger(), now: { clock.now })
-        self.flusher.set(server.usageFlusher, cache: server.keyCache, refresher: server.refresher)
+        self.flusher.set(server.usageFlusher, cache: server.keyCache, background: server.background)
         try await server.application.test(setup, body)
     }
 
@@ -93,6 +96,17 @@ struct Harness: Sendable {
     @discardableResult
     func refreshDue() async -> Int {
         await self.flusher.refresher?.drainDue() ?? 0
+    }
+
+    /// Sends the webhook events that are due, now.
+    @discardableResult
+    func deliverWebhooks() async -> Int {
+        await self.flusher.background?.webhooks?.deliverDue() ?? 0
+    }
+
+    /// Samples the refresher's queue into the metrics gauges, now.
+    func sampleMetrics() async {
+        await self.flusher.background?.sampler.sample()
     }
 
     /// Writes the usage and failures the server has aggregated in memory, now.
@@ -141,13 +155,14 @@ struct Harness: Sendable {
 
 /// The running server's usage flusher, key cache and refresher, for tests.
 final class FlusherBox: Sendable {
-    private let parts = Mutex<(UsageFlusher, KeyCache, TokenRefresher)?>(nil)
-    func set(_ flusher: UsageFlusher, cache: KeyCache, refresher: TokenRefresher) {
-        self.parts.withLock { $0 = (flusher, cache, refresher) }
+    private let parts = Mutex<(UsageFlusher, KeyCache, BackgroundWork)?>(nil)
+    func set(_ flusher: UsageFlusher, cache: KeyCache, background: BackgroundWork) {
+        self.parts.withLock { $0 = (flusher, cache, background) }
     }
     func get() -> UsageFlusher? { self.parts.withLock { $0?.0 } }
     var cache: KeyCache? { self.parts.withLock { $0?.1 } }
-    var refresher: TokenRefresher? { self.parts.withLock { $0?.2 } }
+    var background: BackgroundWork? { self.parts.withLock { $0?.2 } }
+    var refresher: TokenRefresher? { self.background?.refresher }
 }
 
 /// A response, decoded for assertions.

@@ -41,6 +41,47 @@ enum LatchkeyProcess {
         }
     }
 
+    /// A long-running `latchkey` process (`serve`, `refresher`), stopped with SIGTERM.
+    final class Running: Sendable {
+        let process: Process
+        let scratch: URL
+        let exit: Task<Int32, Never>
+
+        init(_ arguments: [String], environment: [String: String]) throws {
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "latchkey-run-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+            for name in ["out", "err"] { try Data().write(to: scratch.appendingPathComponent(name)) }
+            let process = Process()
+            process.executableURL = try LatchkeyProcess.binary
+            process.arguments = arguments
+            process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { given, _ in given }
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = try FileHandle(forWritingTo: scratch.appendingPathComponent("out"))
+            process.standardError = try FileHandle(forWritingTo: scratch.appendingPathComponent("err"))
+            let (statuses, continuation) = AsyncStream.makeStream(of: Int32.self)
+            process.terminationHandler = {
+                continuation.yield($0.terminationStatus)
+                continuation.finish()
+            }
+            try process.run()
+            self.process = process
+            self.scratch = scratch
+            self.exit = Task { await statuses.first(where: { _ in true }) ?? -1 }
+        }
+
+        /// Sends SIGTERM and waits for the process to exit.
+        func terminate() async throws -> Result {
+            self.process.terminate()
+            let status = await self.exit.value
+            defer { try? FileManager.default.removeItem(at: self.scratch) }
+            return Result(
+                status: status,
+                stdout: try String(contentsOf: self.scratch.appendingPathComponent("out"), encoding: .utf8),
+                stderr: try String(contentsOf: self.scratch.appendingPathComponent("err"), encoding: .utf8))
+        }
+    }
+
     static func run(_ arguments: [String], environment: [String: String], stdin: String = "") async throws -> Result {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("latchkey-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)

@@ -25,13 +25,20 @@ struct RefresherTests {
     /// `tok` expiring in `expiresIn` seconds.
     func withToken(
         expiresIn: Int = 3600,
+        configure: @escaping @Sendable (inout LatchkeyConfiguration) -> Void = { _ in },
+        behaviour change: @escaping @Sendable (inout ProviderSimulator.Behaviour) -> Void = { _ in },
         _ body: @escaping @Sendable (Harness, any TestClientProtocol, ProviderSimulator) async throws -> Void
     ) async throws {
         try await ProviderSimulator.withRunning { simulator in
             var behaviour = ProviderSimulator.Behaviour()
             behaviour.expiresIn = .number(expiresIn)
+            change(&behaviour)
             simulator.register(clientID: "app", secret: "app-secret", behaviour: behaviour)
-            try await Harness.withApp(configure: { $0.providerTimeout = .seconds(2) }) { harness, client in
+            let setUp: @Sendable (inout LatchkeyConfiguration) -> Void = {
+                $0.providerTimeout = .seconds(2)
+                configure(&$0)
+            }
+            try await Harness.withApp(configure: setUp) { harness, client in
                 _ = try await client.call(
                     .post, Self.base, key: harness.adminKey,
                     body: json([
@@ -98,14 +105,14 @@ struct RefresherTests {
             var metadata = try await self.metadata(client, harness)
             #expect(metadata["status"] == .string("backoff"))
             #expect(metadata["refresh_failures"] == .number(1))
-            let first = try #require(ISO8601DateFormatter().date(from: metadata["next_refresh_at"].stringValue ?? ""))
+            let first = try #require(ISO8601DateFormatter().date(from: metadata["next_attempt_at"].stringValue ?? ""))
             let firstWait = first.timeIntervalSince(harness.clock.now)
             // 30 s with equal jitter; metadata renders whole seconds, hence the slack.
             #expect((14...30).contains(firstWait), "first back-off \(firstWait) s")
             harness.clock.advance(by: firstWait + 1)
             #expect(await harness.refreshDue() == 1)
             metadata = try await self.metadata(client, harness)
-            let second = try #require(ISO8601DateFormatter().date(from: metadata["next_refresh_at"].stringValue ?? ""))
+            let second = try #require(ISO8601DateFormatter().date(from: metadata["next_attempt_at"].stringValue ?? ""))
             let secondWait = second.timeIntervalSince(harness.clock.now)
             #expect((29...60).contains(secondWait), "second back-off \(secondWait) s")
             #expect(metadata["refresh_failures"] == .number(2))
@@ -117,7 +124,7 @@ struct RefresherTests {
             }
             #expect(await harness.refreshDue() == 1)
             metadata = try await self.metadata(client, harness)
-            let third = try #require(ISO8601DateFormatter().date(from: metadata["next_refresh_at"].stringValue ?? ""))
+            let third = try #require(ISO8601DateFormatter().date(from: metadata["next_attempt_at"].stringValue ?? ""))
             #expect((599...600).contains(third.timeIntervalSince(harness.clock.now)))
             // Recovery clears the failure count.
             harness.clock.advance(by: 601)
@@ -162,37 +169,11 @@ struct RefresherTests {
             simulator.register(clientID: "app", secret: "app-secret")
             try await TestDatabase.withFresh { database in
                 let key = MasterKey.generate()
-                let count = 300
+                let count = 1000
                 let seeded: [String] = try await database.withClient { client in
                     let store = VaultStore(
                         client: client, sealer: Sealer(keyRing: KeyRing(current: key)), logger: Logger(label: "t"))
-                    let now = Date()
-                    _ = try await store.createCredential(
-                        vault: "default", name: "sim", type: .oauthClient, description: "",
-                        value: try CredentialValidator.validate(
-                            type: .oauthClient,
-                            value: .object([
-                                "client_id": .string("app"), "client_secret": .string("app-secret"),
-                                "token_url": .string(simulator.tokenURL),
-                            ]), now: now),
-                        by: .cli, now: now)
-                    var tokens: [String] = []
-                    for index in 0..<count {
-                        let token = simulator.seedRefreshToken(clientID: "app")
-                        tokens.append(token)
-                        // Stored straight through the store (no paste validation), already
-                        // expired: all due at once.
-                        _ = try await store.createCredential(
-                            vault: "default", name: "tok\(index)", type: .oauth, description: "",
-                            value: try CredentialValidator.validate(
-                                type: .oauth,
-                                value: .object([
-                                    "client": .string("sim"), "access_token": .string("old"),
-                                    "refresh_token": .string(token), "expires_in": .number(0),
-                                ]), now: now),
-                            by: .cli, now: now)
-                    }
-                    return tokens
+                    return try await store.seedDueTokens(count: count, simulator: simulator)
                 }
                 let configuration = try database.configuration
                 let http = HTTPClientForTests.shared
@@ -206,10 +187,13 @@ struct RefresherTests {
                                 let store = VaultStore(
                                     client: client, sealer: Sealer(keyRing: KeyRing(current: key)),
                                     logger: Logger(label: "r"))
+                                var settings = RefresherSettings(owner: "replica\(replica)")
+                                settings.concurrency = 8
+                                settings.batchSize = 32
                                 let refresher = TokenRefresher(
                                     store: store, tokens: TokenEndpointClient(http: http), policy: RefreshPolicy(),
-                                    now: { Date() }, logger: Logger(label: "r"))
-                                return await refresher.drainDue(concurrency: 4)
+                                    settings: settings, now: { Date() }, logger: Logger(label: "r"))
+                                return await refresher.drainDue()
                             }
                         }
                     }
