@@ -145,10 +145,12 @@ package final class ProviderSimulator: Sendable {
 
     /// Starts the simulator on a free port, runs `body`, and stops it.
     package static func withRunning<Result: Sendable>(
-        _ body: @Sendable (ProviderSimulator) async throws -> Result
+        host: String = "127.0.0.1", port: Int = 0, _ body: @Sendable (ProviderSimulator) async throws -> Result
     ) async throws -> Result {
         let simulator = ProviderSimulator()
-        return try await LoopbackServer.run(router: simulator.router(), name: "provider-simulator") { port in
+        return try await LoopbackServer.run(
+            router: simulator.router(), name: "provider-simulator", host: host, port: port
+        ) { port in
             simulator.state.withLock { $0.port = port }
             return try await body(simulator)
         }
