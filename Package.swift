@@ -13,7 +13,9 @@ let package = Package(
     name: "Latchkey",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "latchkey", targets: ["latchkey"])
+        .executable(name: "latchkey", targets: ["latchkey"]),
+        .executable(name: "latchkey-dev-provider", targets: ["LatchkeyDevProvider"]),
+        .executable(name: "latchkey-refresher-bench", targets: ["RefresherBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -171,6 +173,34 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // The provider simulator as a command, for trying OAuth flows by hand.
+        .executableTarget(
+            name: "LatchkeyDevProvider",
+            dependencies: [
+                "LatchkeyTesting",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The refresher benchmark (Benchmarks/refresher runs it in release mode).
+        .executableTarget(
+            name: "RefresherBenchmark",
+            dependencies: [
+                "LatchkeyCore",
+                "LatchkeyCrypto",
+                "LatchkeyStore",
+                "LatchkeyOAuth",
+                "LatchkeyRefresher",
+                "LatchkeyTesting",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/RefresherBenchmark",
             swiftSettings: swiftSettings
         ),
         // Build-time embedding of Migrations/*.sql into LatchkeyStore, so an

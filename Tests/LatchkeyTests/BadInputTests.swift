@@ -123,6 +123,16 @@ struct BadInputTests {
                 #"{"name": "a", "type": "oauth_client", "value": {"client_id": "i", "client_secret": "s", "token_url": "https://x.example/t", "token_auth_method": "jwt"}}"#,
             status: 422, code: "VALIDATION_FAILED", field: "value.token_auth_method"),
         Case(
+            label: "oauth_client next secret not a string", method: .post, uri: credentials,
+            body:
+                #"{"name": "a", "type": "oauth_client", "value": {"client_id": "i", "client_secret": "s", "client_secret_next": 7, "token_url": "https://x.example/t"}}"#,
+            status: 422, code: "VALIDATION_FAILED", field: "value.client_secret_next"),
+        Case(
+            label: "oauth_client next secret empty", method: .post, uri: credentials,
+            body:
+                #"{"name": "a", "type": "oauth_client", "value": {"client_id": "i", "client_secret": "s", "client_secret_next": "", "token_url": "https://x.example/t"}}"#,
+            status: 422, code: "VALIDATION_FAILED", field: "value.client_secret_next"),
+        Case(
             label: "oauth without tokens", method: .post, uri: credentials,
             body: #"{"name": "a", "type": "oauth", "value": {"client": "c"}}"#, status: 422, code: "VALIDATION_FAILED",
             field: "value"),

@@ -267,3 +267,102 @@ struct RefreshPolicyTests {
         #expect(policy.backoff(failures: 1, retryAfter: 600, jitter: 0.5) == 600)
     }
 }
+
+@Suite("The refresher as its own process, and its scan")
+struct RefresherProcessTests {
+    @Test func latchkeyRefresherRefreshesDueTokensAndStopsCleanlyOnSIGTERM() async throws {
+        try await ProviderSimulator.withRunning { simulator in
+            simulator.register(clientID: "app", secret: "app-secret")
+            try await TestDatabase.withFresh { database in
+                let key = MasterKey.generate()
+                let seeded = try await database.withClient { client in
+                    try await VaultStore(
+                        client: client, sealer: Sealer(keyRing: KeyRing(current: key)), logger: Logger(label: "t")
+                    ).seedDueTokens(count: 5, simulator: simulator)
+                }
+                let process = try LatchkeyProcess.Running(
+                    ["refresher"],
+                    environment: [
+                        "LATCHKEY_DATABASE_URL": database.url, "LATCHKEY_MASTER_KEY": key.hex,
+                        "LATCHKEY_LOG_LEVEL": "info",
+                    ])
+                // Another process is doing the work: watch the database until it is done.
+                let refreshed = try await Eventually.check(within: .seconds(30)) {
+                    try await database.withClient { client in
+                        let rows = try await client.query(
+                            "SELECT count(*) FROM credentials WHERE type = 'oauth' AND last_refreshed_at IS NOT NULL")
+                        return try await rows.decode(Int.self).first(where: { _ in true }) == 5
+                    }
+                }
+                let result = try await process.terminate()
+                #expect(refreshed, "\(result.output)")
+                #expect(result.status == 0, "\(result.output)")
+                #expect(result.stderr.contains("refresher started"))
+                #expect(simulator.grants(clientID: "app", type: "refresh_token") == 5)
+                #expect(seeded.allSatisfy { !simulator.isLive(refreshToken: $0) })
+            }
+        }
+    }
+
+    @Test func theRefresherRefusesASchemaThatIsNotCurrent() async throws {
+        try await TestDatabase.withFresh(migrated: false) { database in
+            let result = try await LatchkeyProcess.run(
+                ["refresher"],
+                environment: [
+                    "LATCHKEY_DATABASE_URL": database.url, "LATCHKEY_MASTER_KEY": MasterKey.generate().hex,
+                ])
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("latchkey migrate"), "\(result.output)")
+        }
+    }
+
+    @Test func theClaimReadsOnlyDueRowsThroughTheIndex() async throws {
+        try await ProviderSimulator.withRunning { simulator in
+            simulator.register(clientID: "app", secret: "app-secret")
+            try await TestDatabase.withFresh { database in
+                try await database.withClient { client in
+                    try await VaultStore(
+                        client: client, sealer: Sealer(keyRing: KeyRing(current: .generate())),
+                        logger: Logger(label: "t")
+                    ).seedDueTokens(count: 3, simulator: simulator)
+                    // 20,000 tokens that are not due (never opened, so their value is a placeholder).
+                    try await client.query(
+                        """
+                        INSERT INTO credentials (id, vault_id, name, type, sealed, key_version, expires_at,
+                            next_refresh_at, created_at, created_by, updated_at, last_rotated_at)
+                        SELECT gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 'later' || g, 'oauth',
+                            '\\x00'::bytea, 1, now() + interval '25 hours', now() + interval '1 day', now(), 't', now(),
+                            now()
+                        FROM generate_series(1, 20000) AS g
+                        """)
+                    try await client.query("ANALYZE credentials")
+                    let rows = try await client.query(
+                        """
+                        EXPLAIN (ANALYZE, FORMAT TEXT)
+                        SELECT id FROM credentials WHERE due_at <= now() ORDER BY due_at LIMIT 64
+                        FOR UPDATE SKIP LOCKED
+                        """)
+                    let plan = try await rows.decode(String.self).reduce(into: "") { $0 += $1 + "\n" }
+                    #expect(plan.contains("Index Scan using credentials_due"), "\(plan)")
+                    #expect(!plan.contains("Seq Scan"), "\(plan)")
+                    // Only the three due rows were read.
+                    #expect(plan.contains("rows=3 loops=1"), "\(plan)")
+                }
+            }
+        }
+    }
+}
+
+/// Waits for a condition another process brings about, checking every
+/// 100 ms: there is nothing in this process to await. Returns whether it held
+/// before the deadline.
+enum Eventually {
+    static func check(within limit: Duration, _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return try await condition()
+    }
+}
