@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LatchkeyTesting
 import UnixSignals
 
@@ -47,18 +48,20 @@ struct DevProvider: AsyncParsableCommand {
         let configured = behaviour
         try await ProviderSimulator.withRunning(port: self.port) { simulator in
             simulator.register(clientID: clientID, secret: clientSecret, behaviour: configured)
-            print(
-                """
+            var banner = """
                 latchkey-dev-provider on \(simulator.baseURL)
                   authorization_url  \(simulator.authorizationURL)
                   token_url          \(simulator.tokenURL)
                   client_id          \(clientID)
                   client_secret      \(clientSecret)
-                """)
+
+                """
             for _ in 0..<max(0, seedTokens) {
-                print("  refresh_token      \(simulator.seedRefreshToken(clientID: clientID))")
+                banner += "  refresh_token      \(simulator.seedRefreshToken(clientID: clientID))\n"
             }
-            print("Ctrl-C to stop.")
+            banner += "Ctrl-C to stop.\n"
+            // Unbuffered, so it shows at once even when standard output is a file or a pipe.
+            FileHandle.standardOutput.write(Data(banner.utf8))
             for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { break }
         }
     }
