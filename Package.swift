@@ -164,6 +164,7 @@ let package = Package(
             name: "LatchkeyTesting",
             dependencies: [
                 "LatchkeyCore",
+                "LatchkeyCrypto",
                 "LatchkeyStore",
                 "LatchkeyApp",
                 .product(name: "Hummingbird", package: "hummingbird"),

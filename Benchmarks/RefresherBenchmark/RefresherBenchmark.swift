@@ -114,73 +114,21 @@ enum Bench {
         VaultStore(client: client, sealer: Sealer(keyRing: KeyRing(current: key)), logger: Self.logger)
     }
 
-    /// `count` oauth tokens, expired and due, each with a live refresh token
-    /// at the simulator; inserted 2,000 rows a statement. Returns (name, refresh token).
+    /// `count` due tokens at the simulator's `app` (see `Seeding.dueTokens`).
     static func seedDue(
         _ database: TestDatabase, simulator: ProviderSimulator, key: MasterKey, count: Int
-    ) async throws -> [(String, String)] {
+    ) async throws -> [(name: String, refreshToken: String)] {
         try await database.withClient { client in
-            let store = Self.client(database, key: key, client)
-            let now = Date()
-            _ = try await store.createCredential(
-                vault: "default", name: "sim", type: .oauthClient, description: "",
-                value: try CredentialValidator.validate(
-                    type: .oauthClient,
-                    value: .object([
-                        "client_id": .string("app"), "client_secret": .string("app-secret"),
-                        "token_url": .string(simulator.tokenURL),
-                    ]), now: now),
-                by: .cli, now: now)
-            let sealer = Sealer(keyRing: KeyRing(current: key))
-            let vaultID = UUID(uuidString: "00000000-0000-0000-0000-000000000001")!
-            var seeded: [(String, String)] = []
-            var start = 0
-            while start < count {
-                let end = min(count, start + 2_000)
-                var ids: [UUID] = []
-                var names: [String] = []
-                var blobs: [String] = []
-                for index in start..<end {
-                    let id = UUID()
-                    let refresh = simulator.seedRefreshToken(clientID: "app")
-                    let value = #"{"client":"sim","access_token":"old","refresh_token":"\#(refresh)"}"#
-                    let sealed = try sealer.seal(
-                        Array(value.utf8), context: SealContext(vaultID: vaultID, credentialID: id))
-                    ids.append(id)
-                    names.append("tok\(index)")
-                    blobs.append(sealed.blob.map { String(format: "%02x", $0) }.joined())
-                    seeded.append(("tok\(index)", refresh))
-                }
-                try await client.query(
-                    """
-                    INSERT INTO credentials (id, vault_id, name, type, sealed, key_version, client_id, expires_at,
-                        next_refresh_at, created_at, created_by, updated_at, last_rotated_at)
-                    SELECT t.id, \(vaultID), t.name, 'oauth', decode(t.blob, 'hex'), \(sealer.keyRing.current.version),
-                        (SELECT id FROM credentials WHERE name = 'sim'), now(), now(), now(), 'bench', now(), now()
-                    FROM unnest(\(ids)::uuid[], \(names)::text[], \(blobs)::text[]) AS t(id, name, blob)
-                    """, logger: Self.logger)
-                start = end
-            }
-            try await client.query("ANALYZE credentials", logger: Self.logger)
-            return seeded
+            try await Seeding.dueTokens(
+                client, sealer: Sealer(keyRing: KeyRing(current: key)), simulator: simulator, count: count,
+                logger: Self.logger)
         }
     }
 
-    /// `count` oauth tokens that are not due for a day (their sealed value is
-    /// never opened, so a placeholder stands in for it).
+    /// `count` tokens that are not due.
     static func seedNotDue(_ database: TestDatabase, count: Int) async throws {
-        guard count > 0 else { return }
         try await database.withClient { client in
-            try await client.query(
-                """
-                INSERT INTO credentials (id, vault_id, name, type, sealed, key_version, client_id, expires_at,
-                    next_refresh_at, created_at, created_by, updated_at, last_rotated_at)
-                SELECT gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 'later' || g, 'oauth',
-                    '\\x00'::bytea, 1, (SELECT id FROM credentials WHERE name = 'sim'),
-                    now() + interval '25 hours', now() + interval '1 day', now(), 'bench', now(), now()
-                FROM generate_series(1, \(count)) AS g
-                """, logger: Self.logger)
-            try await client.query("ANALYZE credentials", logger: Self.logger)
+            try await Seeding.notDueTokens(client, count: count, logger: Self.logger)
         }
     }
 
@@ -213,7 +161,8 @@ enum Bench {
 
     /// Seeded tokens whose stored refresh token the provider no longer accepts.
     static func countLost(
-        _ database: TestDatabase, key: MasterKey, simulator: ProviderSimulator, seeded: [(String, String)]
+        _ database: TestDatabase, key: MasterKey, simulator: ProviderSimulator,
+        seeded: [(name: String, refreshToken: String)]
     ) async throws -> Int {
         try await database.withClient { client in
             let store = Self.client(database, key: key, client)

@@ -33,14 +33,7 @@ package func buildServer(
     logger: Logger,
     now: @escaping @Sendable () -> Date = { Date() }
 ) throws -> LatchkeyServer {
-    try configuration.validate()
-    let keyRing = try KeyRing(currentHex: configuration.masterKey, previousHex: configuration.previousMasterKeys)
-    let sealer = Sealer(keyRing: keyRing)
-    let client = PostgresClient(
-        configuration: try DatabaseURL.configuration(configuration.databaseURL), backgroundLogger: logger)
-    let store = VaultStore(
-        client: client, sealer: sealer, refreshWindow: configuration.refreshWindow,
-        webhooksEnabled: configuration.webhookURL != nil, logger: logger)
+    let (client, sealer, store) = try openVault(configuration, logger: logger)
     let keys = KeyStore(client: client, logger: logger)
     let migrator = try Migrator(logger: logger)
     let cache = KeyCache()

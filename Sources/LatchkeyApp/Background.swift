@@ -1,4 +1,3 @@
-import AsyncAlgorithms
 package import AsyncHTTPClient
 package import CoreMetrics
 package import Foundation
@@ -46,12 +45,19 @@ package struct BackgroundWork: Sendable {
 
     /// The services to add to a group, after the Postgres client and the HTTP client.
     package var services: [any Service] {
+        let refresher = self.refresher
         var services: [any Service] = [
-            RefresherService(refresher: self.refresher, interval: self.configuration.refreshScanInterval),
-            PeriodicService(interval: self.configuration.metricsSampleInterval) { await self.sampler.sample() },
+            PeriodicService(interval: self.configuration.refreshScanInterval) {
+                await refresher.drainDue()
+                await refresher.warnExpiring()
+            },
+            PeriodicService(interval: self.configuration.metricsSampleInterval, runAtStart: true) {
+                await self.sampler.sample()
+            },
         ]
         if let webhooks = self.webhooks {
-            services.append(WebhookService(deliverer: webhooks, interval: self.configuration.webhookInterval))
+            services.append(
+                PeriodicService(interval: self.configuration.webhookInterval) { await webhooks.deliverDue() })
         }
         return services
     }
@@ -74,22 +80,20 @@ package struct MetricsSampler: Sendable {
     }
 }
 
-/// Runs `work` every `interval` until graceful shutdown.
-package struct PeriodicService: Service {
-    let interval: Duration
-    let work: @Sendable () async -> Void
-
-    package init(interval: Duration, work: @escaping @Sendable () async -> Void) {
-        self.interval = interval
-        self.work = work
-    }
-
-    package func run() async throws {
-        await self.work()
-        for await _ in AsyncTimerSequence(interval: self.interval, clock: .continuous).cancelOnGracefulShutdown() {
-            await self.work()
-        }
-    }
+/// The configuration checked, the master keys loaded, and the Postgres pool
+/// and vault store over them: what `serve` and `refresher` both start from.
+func openVault(
+    _ configuration: LatchkeyConfiguration, logger: Logger
+) throws -> (PostgresClient, Sealer, VaultStore) {
+    try configuration.validate()
+    let keyRing = try KeyRing(currentHex: configuration.masterKey, previousHex: configuration.previousMasterKeys)
+    let sealer = Sealer(keyRing: keyRing)
+    let client = PostgresClient(
+        configuration: try DatabaseURL.configuration(configuration.databaseURL), backgroundLogger: logger)
+    let store = VaultStore(
+        client: client, sealer: sealer, refreshWindow: configuration.refreshWindow,
+        webhooksEnabled: configuration.webhookURL != nil, logger: logger)
+    return (client, sealer, store)
 }
 
 /// `latchkey refresher`: the background work alone, with no HTTP listener.
@@ -99,14 +103,7 @@ package struct PeriodicService: Service {
 package func buildRefresherGroup(
     _ configuration: LatchkeyConfiguration, logger: Logger, now: @escaping @Sendable () -> Date = { Date() }
 ) throws -> ServiceGroup {
-    try configuration.validate()
-    let keyRing = try KeyRing(currentHex: configuration.masterKey, previousHex: configuration.previousMasterKeys)
-    let sealer = Sealer(keyRing: keyRing)
-    let client = PostgresClient(
-        configuration: try DatabaseURL.configuration(configuration.databaseURL), backgroundLogger: logger)
-    let store = VaultStore(
-        client: client, sealer: sealer, refreshWindow: configuration.refreshWindow,
-        webhooksEnabled: configuration.webhookURL != nil, logger: logger)
+    let (client, sealer, store) = try openVault(configuration, logger: logger)
     let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
     let tokens = TokenEndpointClient(http: http, timeout: configuration.providerTimeout)
     // No /metrics listener here: the gauges and counters are kept so a

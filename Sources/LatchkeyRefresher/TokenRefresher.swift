@@ -294,22 +294,24 @@ package actor HostLimiter {
     package func inFlight(_ host: String) -> Int { self.inFlight[host] ?? 0 }
 }
 
-/// Runs the refresher every `interval` in the application's service group,
-/// or alone under `latchkey refresher`. A failed pass is logged and the next
-/// tick tries again; the service never ends the group.
-package struct RefresherService: Service {
-    let refresher: TokenRefresher
+/// Runs `work` every `interval` until graceful shutdown (the refresher's
+/// passes, webhook delivery, metric sampling). A pass that fails logs and
+/// the next tick tries again: these services never end the group.
+package struct PeriodicService: Service {
     let interval: Duration
+    let runAtStart: Bool
+    let work: @Sendable () async -> Void
 
-    package init(refresher: TokenRefresher, interval: Duration = .seconds(5)) {
-        self.refresher = refresher
+    package init(interval: Duration, runAtStart: Bool = false, work: @escaping @Sendable () async -> Void) {
         self.interval = interval
+        self.runAtStart = runAtStart
+        self.work = work
     }
 
     package func run() async throws {
+        if self.runAtStart { await self.work() }
         for await _ in AsyncTimerSequence(interval: self.interval, clock: .continuous).cancelOnGracefulShutdown() {
-            await self.refresher.drainDue()
-            await self.refresher.warnExpiring()
+            await self.work()
         }
     }
 }

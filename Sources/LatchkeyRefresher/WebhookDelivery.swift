@@ -1,4 +1,3 @@
-import AsyncAlgorithms
 package import AsyncHTTPClient
 package import Crypto
 package import Foundation
@@ -124,23 +123,6 @@ package struct WebhookDeliverer: Sendable {
         message.append(contentsOf: body)
         let mac = HMAC<SHA256>.authenticationCode(for: message, using: secret)
         return "t=\(timestamp),v1=" + mac.map { String(format: "%02x", $0) }.joined()
-    }
-}
-
-/// Runs webhook delivery every `interval` in the service group.
-package struct WebhookService: Service {
-    let deliverer: WebhookDeliverer
-    let interval: Duration
-
-    package init(deliverer: WebhookDeliverer, interval: Duration = .seconds(2)) {
-        self.deliverer = deliverer
-        self.interval = interval
-    }
-
-    package func run() async throws {
-        for await _ in AsyncTimerSequence(interval: self.interval, clock: .continuous).cancelOnGracefulShutdown() {
-            await self.deliverer.deliverDue()
-        }
     }
 }
 

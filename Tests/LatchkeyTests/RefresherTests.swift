@@ -35,7 +35,7 @@ struct RefresherTests {
             change(&behaviour)
             simulator.register(clientID: "app", secret: "app-secret", behaviour: behaviour)
             let setUp: @Sendable (inout LatchkeyConfiguration) -> Void = {
-                $0.providerTimeout = .seconds(2)
+                $0.providerTimeout = .seconds(10)
                 configure(&$0)
             }
             try await Harness.withApp(configure: setUp) { harness, client in
@@ -325,17 +325,7 @@ struct RefresherProcessTests {
                         client: client, sealer: Sealer(keyRing: KeyRing(current: .generate())),
                         logger: Logger(label: "t")
                     ).seedDueTokens(count: 3, simulator: simulator)
-                    // 20,000 tokens that are not due (never opened, so their value is a placeholder).
-                    try await client.query(
-                        """
-                        INSERT INTO credentials (id, vault_id, name, type, sealed, key_version, expires_at,
-                            next_refresh_at, created_at, created_by, updated_at, last_rotated_at)
-                        SELECT gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 'later' || g, 'oauth',
-                            '\\x00'::bytea, 1, now() + interval '25 hours', now() + interval '1 day', now(), 't', now(),
-                            now()
-                        FROM generate_series(1, 20000) AS g
-                        """)
-                    try await client.query("ANALYZE credentials")
+                    try await Seeding.notDueTokens(client, count: 20_000, logger: Logger(label: "t"))
                     let rows = try await client.query(
                         """
                         EXPLAIN (ANALYZE, FORMAT TEXT)
