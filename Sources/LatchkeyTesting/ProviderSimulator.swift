@@ -36,6 +36,8 @@ package final class ProviderSimulator: Sendable {
         package var issueRefreshTokens = true
         /// Extra fields to include (`instance_url`, `id_token`, ...).
         package var extraFields: [String: String] = [:]
+        /// Hold every token request until `releaseOne()` (to observe how many a caller keeps open).
+        package var holdRequests = false
 
         package init() {}
     }
@@ -77,6 +79,15 @@ package final class ProviderSimulator: Sendable {
         var issued = 0
         var inFlight = 0
         var maxInFlight = 0
+        var held: [CheckedContinuation<Void, Never>] = []
+        var heldWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+
+        /// Waiters whose count of held requests has been reached.
+        mutating func takeSatisfiedWaiters() -> [CheckedContinuation<Void, Never>] {
+            let ready = self.heldWaiters.filter { $0.count <= self.held.count }.map(\.continuation)
+            self.heldWaiters.removeAll { $0.count <= self.held.count }
+            return ready
+        }
     }
 
     private let state = Mutex(State())
@@ -106,6 +117,26 @@ package final class ProviderSimulator: Sendable {
     /// How many token requests the client failed to authenticate (`invalid_client`).
     package func invalidClientAnswers(clientID: String) -> Int {
         self.state.withLock { $0.invalidClient[clientID] ?? 0 }
+    }
+
+    /// Returns once at least `count` requests are being held (`holdRequests`).
+    package func waitUntilHeld(_ count: Int) async {
+        await withCheckedContinuation { continuation in
+            let ready: Bool = self.state.withLock { state in
+                if state.held.count >= count { return true }
+                state.heldWaiters.append((count, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    /// Lets the oldest held request go on.
+    package func releaseOne() {
+        let next: CheckedContinuation<Void, Never>? = self.state.withLock { state in
+            state.held.isEmpty ? nil : state.held.removeFirst()
+        }
+        next?.resume()
     }
 
     /// The most token requests the simulator has had open at once.
@@ -207,6 +238,15 @@ package final class ProviderSimulator: Sendable {
             state.maxInFlight = max(state.maxInFlight, state.inFlight)
         }
         defer { self.state.withLock { $0.inFlight -= 1 } }
+        if client.behaviour.holdRequests {
+            await withCheckedContinuation { continuation in
+                let ready = self.state.withLock { state in
+                    state.held.append(continuation)
+                    return state.takeSatisfiedWaiters()
+                }
+                for waiter in ready { waiter.resume() }
+            }
+        }
         var behaviour = client.behaviour
         // A slow provider (the simulator plays one; this is not a test waiting).
         if behaviour.latency > .zero { try await Task.sleep(for: behaviour.latency) }

@@ -26,7 +26,7 @@ struct PasteTests {
     ) async throws {
         try await ProviderSimulator.withRunning { simulator in
             simulator.register(clientID: "app", secret: "app-secret")
-            try await Harness.withApp(configure: { $0.providerTimeout = .seconds(2) }) { harness, client in
+            try await Harness.withApp(configure: { $0.providerTimeout = .seconds(10) }) { harness, client in
                 let created = try await client.call(
                     .post, Self.base, key: harness.adminKey,
                     body: json([
