@@ -237,6 +237,9 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            exclude: ["Resources/README.md"],
+            // The AWS SigV4 test suite (Apache 2.0), so the suite needs nothing outside the repository.
+            resources: [.copy("Resources/aws-sigv4-test-suite.json")],
             swiftSettings: swiftSettings
         ),
     ]
