@@ -200,6 +200,10 @@ package enum CredentialValidator {
         }
         if let access { secret["access_token"] = .string(access) }
         if let refresh { secret["refresh_token"] = .string(refresh) }
+        // An OpenID Connect ID token, sealed with the others (the provider's, or pasted).
+        if let idToken = try fields.optionalString("id_token", maxBytes: 16 * 1024) {
+            secret["id_token"] = .string(idToken)
+        }
         let expiresIn = fields.take("expires_in")
         let expiresAtText = try fields.optionalString("expires_at")
         var expiresAt: Date?

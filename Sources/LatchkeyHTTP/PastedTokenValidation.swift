@@ -30,6 +30,7 @@ struct PastedTokenValidation {
                 "client": .string(clientName), "access_token": .string(issued.accessToken),
                 "refresh_token": .string(issued.refreshToken ?? refreshToken),
             ]
+            if let idToken = issued.idToken { refreshed["id_token"] = .string(idToken) }
             if let seconds = issued.expiresIn { refreshed["expires_in"] = .number(Double(seconds)) }
             if let scopes = issued.scopes ?? checked.scopes, !scopes.isEmpty {
                 refreshed["scopes"] = .array(scopes.map(JSONValue.string))

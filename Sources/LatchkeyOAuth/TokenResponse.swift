@@ -26,11 +26,17 @@ package struct TokenSet: Sendable, Hashable {
         self.extra = extra
     }
 
+    /// An OpenID Connect ID token, when the provider sent one: kept sealed
+    /// with the other tokens, never shown (it identifies the user, and some
+    /// APIs accept it as a bearer credential).
+    package var idToken: String? {
+        self.extra["id_token"]?.stringValue.flatMap { $0.isEmpty || $0.utf8.count > 16 * 1024 ? nil : $0 }
+    }
+
     /// The extra fields that are safe to show in metadata (`instance_url`,
     /// `team`, ...): strings, numbers and booleans whose names do not look
-    /// like a secret. An `id_token` (an identity assertion for the client,
-    /// never sent to an API) and anything named like a token, secret, code,
-    /// key or password is left out, and so not stored at all.
+    /// like a secret. The `id_token` (see `idToken`) and anything else named
+    /// like a token, secret, code, key or password is left out of metadata.
     package var providerFields: [String: JSONValue] {
         let secretish = ["token", "secret", "code", "key", "password", "assertion"]
         return self.extra.filter { name, value in

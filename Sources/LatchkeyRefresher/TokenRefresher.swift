@@ -203,6 +203,7 @@ package struct TokenRefresher: Sendable {
             value["access_token"] = .string(issued.accessToken)
             // No refresh token in the answer: keep the one we have.
             if let refreshToken = issued.refreshToken { value["refresh_token"] = .string(refreshToken) }
+            if let idToken = issued.idToken { value["id_token"] = .string(idToken) }
             if let granted = issued.scopes { value["scopes"] = .array(granted.map(JSONValue.string)) }
             return .refreshed(
                 value: value, expiresAt: issued.expiresIn.map { now.addingTimeInterval(Double($0)) },

@@ -139,7 +139,7 @@ struct RefreshLifecycleTests {
         }
     }
 
-    @Test func extraResponseFieldsAreMetadataButSecretsAmongThemAreNot() async throws {
+    @Test func extraResponseFieldsAreMetadataAndTheIDTokenIsSealed() async throws {
         try await self.tokens.withToken(
             behaviour: {
                 $0.extraFields = [
@@ -152,11 +152,17 @@ struct RefreshLifecycleTests {
             #expect(metadata["attributes"]["provider_fields"]["instance_url"] == .string("https://na1.example.my"))
             #expect(metadata["attributes"]["provider_fields"]["team_id"] == .string("T123"))
             #expect(metadata["attributes"]["provider_fields"]["id_token"] == .null)
-            // Kept across refreshes, and the id token is stored nowhere.
+            // The ID token is kept sealed with the other tokens, and nowhere else.
+            var stored = try await harness.withStore { try await $0.openValue(vault: "default", name: "tok") }
+            #expect(stored["id_token"] == .string("eyJhbGciOi.identity.sig"))
+            #expect(!(try await harness.dataSnapshotText()).contains("identity"))
+            #expect(!(try await client.call(.get, "\(Self.base)/tok", key: harness.adminKey).body).contains("identity"))
+            // Kept across refreshes.
             #expect(try await client.call(.post, "\(Self.base)/tok/refresh", key: harness.adminKey).status == 200)
             metadata = try await self.metadata(client, harness)
             #expect(metadata["attributes"]["provider_fields"]["instance_url"] == .string("https://na1.example.my"))
-            #expect(!(try await harness.dataSnapshotText()).contains("identity"))
+            stored = try await harness.withStore { try await $0.openValue(vault: "default", name: "tok") }
+            #expect(stored["id_token"] == .string("eyJhbGciOi.identity.sig"))
         }
     }
 
