@@ -16,6 +16,7 @@ package struct LatchkeyServer: Sendable {
     package let application: Application<RouterResponder<LatchkeyRequestContext>>
     package let usageFlusher: UsageFlusher
     package let keyCache: KeyCache
+    package let credentialCache: CredentialCache
     package let refresher: TokenRefresher
     package let background: BackgroundWork
     /// What `/metrics` renders; each server has its own.
@@ -37,6 +38,7 @@ package func buildServer(
     let keys = KeyStore(client: client, logger: logger)
     let migrator = try Migrator(logger: logger)
     let cache = KeyCache()
+    let credentials = CredentialCache()
     let usage = UsageRecorder()
     let flusher = UsageFlusher(
         usage: usage, keys: keys, interval: configuration.usageFlushInterval, now: now, logger: logger)
@@ -55,17 +57,23 @@ package func buildServer(
         configuration: configuration, store: store, http: http, tokens: tokens,
         metrics: PrometheusMetricsFactory(registry: registry), logger: logger, now: now)
     let refresher = background.refresher
-    let router = buildRouter(
-        RouterDependencies(
-            store: store, migrator: migrator, authentication: authentication,
-            maxEphemeralTTL: configuration.maxEphemeralTTL, tokens: tokens, refresher: refresher, metrics: registry,
-            now: now))
+    var dependencies = RouterDependencies(
+        store: store, migrator: migrator, authentication: authentication,
+        maxEphemeralTTL: configuration.maxEphemeralTTL, tokens: tokens, refresher: refresher, metrics: registry,
+        credentials: credentials, now: now)
+    dependencies.refreshWindow = configuration.refreshWindow
+    dependencies.refreshWait = configuration.providerTimeout + .seconds(5)
+    let router = buildRouter(dependencies)
     var application = Application(
         router: router,
         configuration: .init(
             address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: "latchkey"),
         services: [
-            client, KeyInvalidationListener(client: client, cache: cache, logger: logger), flusher,
+            client,
+            InvalidationListener(client: client, channel: InvalidationListener.apiKeys, cache: cache, logger: logger),
+            InvalidationListener(
+                client: client, channel: InvalidationListener.credentials, cache: credentials, logger: logger),
+            flusher,
             HTTPClientService(client: http),
         ] + background.services,
         logger: logger
@@ -89,7 +97,8 @@ package func buildServer(
         }
     }
     return LatchkeyServer(
-        application: application, usageFlusher: flusher, keyCache: cache, refresher: refresher, background: background,
+        application: application, usageFlusher: flusher, keyCache: cache, credentialCache: credentials,
+        refresher: refresher, background: background,
         metrics: registry)
 }
 

@@ -7,19 +7,25 @@ package import Logging
 package import PostgresNIO
 import ServiceLifecycle
 
-/// Keeps this replica's key cache honest: LISTENs on `latchkey_api_keys`
-/// (notified by a trigger on every change to what a key may do) and drops the
-/// changed key, so a revocation anywhere takes effect here within the
-/// notification's latency. While disconnected the cache is switched off
-/// (lookups go to the database) and the listener reconnects every second.
-package struct KeyInvalidationListener: Service {
+/// Keeps a per-replica cache honest: LISTENs on `channel` (notified by
+/// triggers on every change that matters: `latchkey_api_keys` for what a key
+/// may do, `latchkey_credentials` for what an injection would answer) and
+/// drops what changed, so a revocation or rotation anywhere takes effect here
+/// within the notification's latency. While disconnected the cache is
+/// switched off (lookups go to the database) and the listener reconnects
+/// every second; on reconnection the cache starts empty (a full reload).
+package struct InvalidationListener: Service {
     let client: PostgresClient
-    let cache: KeyCache
+    let channel: String
+    let cache: any InvalidatingCache
     let logger: Logger
-    static let channel = "latchkey_api_keys"
 
-    package init(client: PostgresClient, cache: KeyCache, logger: Logger) {
+    package static let apiKeys = "latchkey_api_keys"
+    package static let credentials = "latchkey_credentials"
+
+    package init(client: PostgresClient, channel: String, cache: any InvalidatingCache, logger: Logger) {
         self.client = client
+        self.channel = channel
         self.cache = cache
         self.logger = logger
     }
@@ -29,23 +35,19 @@ package struct KeyInvalidationListener: Service {
             while !Task.isCancelled {
                 do {
                     try await self.client.withConnection { connection in
-                        try await connection.listen(on: Self.channel) { notifications in
+                        try await connection.listen(on: self.channel) { notifications in
                             // LISTEN is active: from here no change is missed.
                             self.cache.setLive(true)
-                            self.logger.debug("listening for API key changes")
+                            self.logger.debug("listening for changes", metadata: ["channel": "\(self.channel)"])
                             for try await notification in notifications {
-                                if let id = UUID(uuidString: notification.payload) {
-                                    self.cache.invalidate(keyID: id)
-                                } else {
-                                    self.cache.setLive(true)
-                                }
+                                self.cache.invalidate(payload: notification.payload)
                             }
                         }
                     }
                 } catch  where !Task.isCancelled {
                     self.logger.warning(
-                        "API key change listener lost its connection; bypassing the key cache until it is back",
-                        metadata: ["error.type": "\(type(of: error))"])
+                        "change listener lost its connection; bypassing its cache until it is back",
+                        metadata: ["channel": "\(self.channel)", "error.type": "\(type(of: error))"])
                 }
                 self.cache.setLive(false)
                 // A reconnection back-off, not a wait for an event.

@@ -77,6 +77,7 @@ package enum CredentialValidator {
             }
             guard headers.count <= 64 else { throw .validation("value.headers", "may hold at most 64 headers") }
             var checked: [String: JSONValue] = [:]
+            var references: Set<String> = []
             for (name, headerValue) in headers {
                 guard Names.isValidHeaderName(name) else {
                     // The name is not echoed: a secret pasted into the wrong place must not come back.
@@ -87,11 +88,17 @@ package enum CredentialValidator {
                 else {
                     throw .validation("value.headers.\(name)", "must be a non-empty string without line breaks")
                 }
+                references.formUnion(try Placeholders.references(in: text))
                 checked[name] = .string(text)
             }
+            // The names its placeholders point at (not secret), so metadata
+            // and deletes can tell which credentials a header_set depends on.
             result = .init(
                 secret: ["headers": .object(checked)],
-                attributes: ["header_names": .array(checked.keys.sorted().map(JSONValue.string))])
+                attributes: [
+                    "header_names": .array(checked.keys.sorted().map(JSONValue.string)),
+                    "references": .array(references.sorted().map(JSONValue.string)),
+                ])
         case .basic:
             let username = try fields.requiredString("username")
             guard !username.contains(":") else {

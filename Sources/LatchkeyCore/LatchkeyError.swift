@@ -24,6 +24,7 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
         case refreshInProgress = "REFRESH_IN_PROGRESS"
         case payloadTooLarge = "PAYLOAD_TOO_LARGE"
         case validationFailed = "VALIDATION_FAILED"
+        case unresolvedPlaceholder = "UNRESOLVED_PLACEHOLDER"
         case refreshTokenRejected = "REFRESH_TOKEN_REJECTED"
         case providerUnavailable = "PROVIDER_UNAVAILABLE"
         case databaseUnavailable = "DATABASE_UNAVAILABLE"
@@ -38,6 +39,10 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
     package let retryAfterSeconds: Int?
     /// For `REFRESH_TOKEN_REJECTED`: the provider's OAuth `error` code (never its body).
     package let providerError: String?
+    /// A status other than the code's usual one: `PROVIDER_UNAVAILABLE` is
+    /// 502 on admin calls (a gateway failed) but 503 on injection (the
+    /// credential is temporarily unavailable; a proxy may retry).
+    package var statusOverride: Int?
 
     package init(
         _ code: Code, _ message: String, field: String? = nil, retryAfterSeconds: Int? = nil,
@@ -48,11 +53,13 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
         self.field = field
         self.retryAfterSeconds = retryAfterSeconds
         self.providerError = providerError
+        self.statusOverride = nil
     }
 
     /// The HTTP status code this error is answered with.
     package var status: Int {
-        switch self.code {
+        if let statusOverride { return statusOverride }
+        return switch self.code {
         case .badRequest, .malformedJSON, .invalidParameter: 400
         case .invalidKey: 401
         case .forbidden, .ipNotAllowed: 403
@@ -60,7 +67,7 @@ public struct LatchkeyError: Error, Sendable, Hashable, CustomStringConvertible 
         case .methodNotAllowed: 405
         case .credentialExists, .vaultExists, .credentialInUse, .needsReauth, .refreshInProgress: 409
         case .payloadTooLarge: 413
-        case .validationFailed, .refreshTokenRejected: 422
+        case .validationFailed, .refreshTokenRejected, .unresolvedPlaceholder: 422
         case .rateLimited: 429
         case .internalError: 500
         case .providerUnavailable: 502

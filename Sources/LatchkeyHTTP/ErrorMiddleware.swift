@@ -72,6 +72,9 @@ package struct APIErrorMiddleware: RouterMiddleware {
         var response =
             (try? APIJSON.response(["error": JSONValue.object(body)], status: .init(code: error.status)))
             ?? Response(status: .internalServerError)
+        // The code as a header too, so a proxy (nginx's auth_request) can
+        // pass it on without reading the body.
+        response.headers[Self.errorHeader] = error.code.rawValue
         if error.code == .invalidKey {
             response.headers[.wwwAuthenticate] = "Bearer"
         }
@@ -100,6 +103,7 @@ package struct APIErrorMiddleware: RouterMiddleware {
     }
 
     static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+    static let errorHeader = HTTPField.Name("Latchkey-Error")!
 
     /// Honours a caller's `X-Request-Id` when it is short and plain, so one id
     /// follows a request through proxies; otherwise uses the id Hummingbird

@@ -19,14 +19,21 @@ package struct RouterDependencies: Sendable {
     package var refresher: TokenRefresher
     /// What `GET /metrics` renders.
     package var metrics: PrometheusCollectorRegistry
+    /// Sealed credentials for the injection path.
+    package var credentials: CredentialCache
+    /// `LATCHKEY_REFRESH_WINDOW`: injection refreshes OAuth tokens this close to expiry first.
+    package var refreshWindow: Duration = .seconds(300)
+    /// How long injection waits for another replica's refresh.
+    package var refreshWait: Duration = .seconds(20)
     package var now: @Sendable () -> Date
 
     package init(
         store: VaultStore, migrator: Migrator, authentication: AuthenticationDependencies, maxEphemeralTTL: Duration,
         tokens: TokenEndpointClient, refresher: TokenRefresher, metrics: PrometheusCollectorRegistry,
-        now: @escaping @Sendable () -> Date
+        credentials: CredentialCache, now: @escaping @Sendable () -> Date
     ) {
         self.metrics = metrics
+        self.credentials = credentials
         self.tokens = tokens
         self.refresher = refresher
         self.store = store
@@ -48,6 +55,7 @@ package struct RouterDependencies: Sendable {
 /// | installation | admin keys for all vaults | keys, audit, `POST /v1/vaults` |
 /// | any admin | admin keys (lists filtered to their vaults) | `GET /v1/vaults`, `GET /v1/providers` |
 /// | vault admin | admin keys scoped to `{vault}` | `/v1/vaults/{vault}/...` |
+/// | proxy | proxy keys scoped to the credential | `/v1/inject/...`, `/v1/sign/...` |
 package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyRequestContext> {
     let router = Router(context: LatchkeyRequestContext.self)
     router.add(middleware: APIErrorMiddleware())
@@ -104,6 +112,18 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
     anyAdmin.get("providers") { _, _ in
         try APIJSON.response(Page(items: ProviderPresets.all, nextCursor: nil))
     }
+
+    // Sidecars: proxy keys, scoped to the credential they inject.
+    let proxy = v1.group()
+        .add(middleware: RequireAccess(role: .proxy, vaultParameter: "vault", credentialParameter: "name"))
+    InjectionController(
+        injector: Injector(
+            store: dependencies.store, cache: dependencies.credentials, refresher: dependencies.refresher,
+            flights: SingleFlight(), refreshWindow: RefreshPolicy.seconds(dependencies.refreshWindow),
+            refreshWait: dependencies.refreshWait, now: dependencies.now),
+        usage: dependencies.authentication.usage, now: dependencies.now
+    )
+    .addRoutes(to: proxy)
 
     let vaultAdmin = v1.group()
         .add(middleware: RequireAccess(role: .admin, vaultParameter: "vault", credentialParameter: "name"))

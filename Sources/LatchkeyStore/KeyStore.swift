@@ -86,11 +86,28 @@ package struct KeyUsageBatch: Sendable {
     package var blocked: [UUID: (count: Int, addresses: Set<String>)] = [:]
     /// Failed authentications per (reason, key prefix if it named a real key, address).
     package var failures: [AuthFailureKey: Int] = [:]
+    /// Injections per credential per key per day (SPEC section 6), with the last use.
+    package var credentialUses: [CredentialUseKey: (calls: Int, lastUsed: Date)] = [:]
 
     package init() {}
 
     package var isEmpty: Bool {
         self.calls.isEmpty && self.lastSeen.isEmpty && self.blocked.isEmpty && self.failures.isEmpty
+            && self.credentialUses.isEmpty
+    }
+}
+
+/// One row of `usage_daily`.
+package struct CredentialUseKey: Sendable, Hashable {
+    package let credentialID: UUID
+    package let keyID: UUID
+    /// The UTC day's start.
+    package let day: Date
+
+    package init(credentialID: UUID, keyID: UUID, day: Date) {
+        self.credentialID = credentialID
+        self.keyID = keyID
+        self.day = day
     }
 }
 
@@ -237,6 +254,18 @@ package struct KeyStore: Sendable {
                             ON CONFLICT (api_key_id, hour) DO UPDATE SET calls = api_key_usage_hourly.calls + EXCLUDED.calls
                             """, logger: self.logger)
                     }
+                }
+                for (use, entry) in batch.credentialUses {
+                    // A credential deleted since its use has no row to count against.
+                    try await connection.query(
+                        """
+                        INSERT INTO usage_daily (credential_id, api_key_id, day, calls, last_used_at)
+                        SELECT \(use.credentialID), \(use.keyID), \(use.day)::date, \(entry.calls), \(entry.lastUsed)
+                        WHERE EXISTS (SELECT 1 FROM credentials WHERE id = \(use.credentialID))
+                        ON CONFLICT (credential_id, api_key_id, day) DO UPDATE SET
+                            calls = usage_daily.calls + EXCLUDED.calls,
+                            last_used_at = greatest(usage_daily.last_used_at, EXCLUDED.last_used_at)
+                        """, logger: self.logger)
                 }
                 for (id, seen) in batch.lastSeen {
                     try await connection.query(

@@ -231,14 +231,17 @@ package struct VaultStore: Sendable {
                 _ = try await self.vault(named: vault)
                 throw LatchkeyError.credentialNotFound(vault: vault, name: name)
             }
-            if metadata.type == .oauthClient {
-                let referencing = try await self.client.query(
-                    "SELECT name FROM credentials WHERE client_id = \(metadata.id)::uuid ORDER BY name",
-                    logger: self.logger)
-                metadata.referencedBy = try await referencing.decode(String.self).reduce(into: []) { $0.append($1) }
-            } else {
-                metadata.referencedBy = []
-            }
+            // Credentials that use this one: oauth tokens of a client, and
+            // header_sets whose placeholders name it.
+            let referencing = try await self.client.query(
+                """
+                SELECT c.name FROM credentials c JOIN vaults v ON v.id = c.vault_id
+                WHERE v.name = \(vault)
+                  AND (c.client_id = \(metadata.id)::uuid
+                       OR (c.type = 'header_set' AND c.attributes -> 'references' ? \(name)))
+                ORDER BY c.name
+                """, logger: self.logger)
+            metadata.referencedBy = try await referencing.decode(String.self).reduce(into: []) { $0.append($1) }
             let usage = try await self.client.query(
                 """
                 SELECT coalesce(sum(calls), 0)::bigint,
@@ -334,6 +337,21 @@ package struct VaultStore: Sendable {
                 let vaultID = try await self.vaultID(connection, name: vault)
                 let (id, type, _) = try await self.lockCredential(
                     connection, vaultID: vaultID, vault: vault, name: name)
+                // header_sets whose placeholders name it would fail at every use.
+                let referencing = try await connection.query(
+                    """
+                    SELECT name FROM credentials
+                    WHERE vault_id = \(vaultID) AND type = 'header_set' AND attributes -> 'references' ? \(name)
+                      AND id <> \(id)
+                    ORDER BY name
+                    """, logger: self.logger)
+                let placeholders = try await referencing.decode(String.self).reduce(into: [String]()) { $0.append($1) }
+                if !placeholders.isEmpty && !force {
+                    throw LatchkeyError(
+                        .credentialInUse,
+                        "'\(name)' is referenced by the placeholders of \(placeholders.joined(separator: ", ")); "
+                            + "change those first or pass ?force=true.")
+                }
                 var orphaned: [String] = []
                 if type == .oauthClient {
                     let rows = try await connection.query(
@@ -359,6 +377,7 @@ package struct VaultStore: Sendable {
                 var detail: [String: JSONValue] = ["type": .string(type.rawValue)]
                 if force { detail["force"] = .bool(true) }
                 if !orphaned.isEmpty { detail["orphaned"] = .array(orphaned.map(JSONValue.string)) }
+                if !placeholders.isEmpty { detail["referenced_by"] = .array(placeholders.map(JSONValue.string)) }
                 try await self.appendAudit(
                     connection, action: .credentialDelete, vault: vault, credential: name, by: principal,
                     outcome: .success, detail: detail)

@@ -88,7 +88,7 @@ struct Harness: Sendable {
         let clock = self.clock
         let server = try buildServer(
             configuration ?? self.configuration, logger: self.logs.logger(), now: { clock.now })
-        self.flusher.set(server.usageFlusher, cache: server.keyCache, background: server.background)
+        self.flusher.set(server)
         try await server.application.test(setup, body)
     }
 
@@ -155,10 +155,11 @@ struct Harness: Sendable {
 
 /// The running server's usage flusher, key cache and refresher, for tests.
 final class FlusherBox: Sendable {
-    private let parts = Mutex<(UsageFlusher, KeyCache, BackgroundWork)?>(nil)
-    func set(_ flusher: UsageFlusher, cache: KeyCache, background: BackgroundWork) {
-        self.parts.withLock { $0 = (flusher, cache, background) }
+    private let parts = Mutex<(UsageFlusher, KeyCache, BackgroundWork, CredentialCache)?>(nil)
+    func set(_ server: LatchkeyServer) {
+        self.parts.withLock { $0 = (server.usageFlusher, server.keyCache, server.background, server.credentialCache) }
     }
+    var credentials: CredentialCache? { self.parts.withLock { $0?.3 } }
     func get() -> UsageFlusher? { self.parts.withLock { $0?.0 } }
     var cache: KeyCache? { self.parts.withLock { $0?.1 } }
     var background: BackgroundWork? { self.parts.withLock { $0?.2 } }

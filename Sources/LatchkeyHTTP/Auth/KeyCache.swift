@@ -7,7 +7,7 @@ import Synchronization
 /// (LISTEN/NOTIFY, see `KeyInvalidationListener`); while that listener is not
 /// connected the cache is bypassed, so a revocation on another replica is
 /// never missed, only paid for with a database read.
-package final class KeyCache: Sendable {
+package final class KeyCache: Sendable, InvalidatingCache {
     private struct State {
         var entries: [[UInt8]: APIKeyRecord] = [:]
         /// True only while the invalidation listener is connected.
@@ -53,6 +53,12 @@ package final class KeyCache: Sendable {
         }
     }
 
+    /// A notification: the payload is the key's id (anything else, which no
+    /// trigger sends, drops everything to be safe).
+    package func invalidate(payload: String) {
+        if let id = UUID(uuidString: payload) { self.invalidate(keyID: id) } else { self.setLive(self.isLive) }
+    }
+
     /// The listener connected (start trusting notifications, from an empty
     /// cache) or disconnected (stop caching).
     package func setLive(_ live: Bool) {
@@ -67,4 +73,14 @@ package final class KeyCache: Sendable {
     /// How many lookups have gone to the database.
     package var misses: Int { self.state.withLock { $0.misses } }
     package var count: Int { self.state.withLock { $0.entries.count } }
+}
+
+/// A per-replica cache kept honest by Postgres notifications on one channel
+/// (see `InvalidationListener`).
+package protocol InvalidatingCache: Sendable {
+    /// Something changed; `payload` names it.
+    func invalidate(payload: String)
+    /// The listener connected (trust notifications, from an empty cache) or
+    /// lost its connection (stop caching until it is back).
+    func setLive(_ live: Bool)
 }

@@ -22,6 +22,16 @@ package final class UsageRecorder: Sendable {
         }
     }
 
+    /// A successful injection of `credential` by `key` (counted per UTC day).
+    package func recordUse(credential: UUID, key: UUID, at now: Date) {
+        let day = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / 86_400).rounded(.down) * 86_400)
+        let use = CredentialUseKey(credentialID: credential, keyID: key, day: day)
+        self.batch.withLock { batch in
+            let entry = batch.credentialUses[use] ?? (calls: 0, lastUsed: now)
+            batch.credentialUses[use] = (calls: entry.calls + 1, lastUsed: max(entry.lastUsed, now))
+        }
+    }
+
     package func recordBlocked(_ key: UUID, address: String?) {
         self.batch.withLock { batch in
             var entry = batch.blocked[key] ?? (count: 0, addresses: [])
@@ -63,6 +73,12 @@ package final class UsageRecorder: Sendable {
                 batch.blocked[key] = entry
             }
             for (key, count) in failed.failures { batch.failures[key, default: 0] += count }
+            for (use, entry) in failed.credentialUses {
+                let current = batch.credentialUses[use] ?? (calls: 0, lastUsed: entry.lastUsed)
+                batch.credentialUses[use] = (
+                    calls: current.calls + entry.calls, lastUsed: max(current.lastUsed, entry.lastUsed)
+                )
+            }
         }
     }
 }

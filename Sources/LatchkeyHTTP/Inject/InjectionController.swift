@@ -1,0 +1,122 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import LatchkeyCore
+import LatchkeyCrypto
+import LatchkeyStore
+import NIOCore
+
+/// `GET /v1/inject/{vault}/{name}` and `POST /v1/sign/{vault}/{name}`, for
+/// `proxy` keys scoped to the credential (SPEC section 5). The hot path:
+/// a warm credential costs no database round trip and no write (usage is
+/// aggregated in memory and flushed).
+struct InjectionController: Sendable {
+    let injector: Injector
+    let usage: UsageRecorder
+    let now: @Sendable () -> Date
+
+    func addRoutes(to group: RouterGroup<LatchkeyRequestContext>) {
+        group.get("inject/{vault}/{name}", use: self.inject)
+        group.post("sign/{vault}/{name}", use: self.sign)
+    }
+
+    /// 200 with the headers to add, as JSON and as response headers (for
+    /// nginx's `auth_request_set`).
+    @Sendable func inject(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {
+        let parameters = Parameters(request: request, context: context)
+        let (vault, name) = (try parameters.vault(), try parameters.credentialName())
+        let (injection, credential) = try await self.injector.inject(vault: vault, name: name, by: context.caller)
+        self.recordUse(credential, by: context.caller)
+        var body: [String: JSONValue] = [
+            "headers": .object(Dictionary(injection.headers.map { ($0.0, .string($0.1)) }) { _, last in last }),
+            "expires_at": injection.expiresAt.map { .string(Self.rfc3339($0)) } ?? .null,
+        ]
+        if !injection.query.isEmpty { body["query"] = .object(injection.query.mapValues(JSONValue.string)) }
+        return try Self.response(body, headers: injection.headers)
+    }
+
+    /// Signs an AWS request with an `aws_sigv4` credential: the sidecar
+    /// sends the method, URL, headers and the body's SHA-256 (never the body)
+    /// and gets `Authorization`, `X-Amz-Date` and, with a session token,
+    /// `X-Amz-Security-Token` to add.
+    @Sendable func sign(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {
+        let parameters = Parameters(request: request, context: context)
+        let (vault, name) = (try parameters.vault(), try parameters.credentialName())
+        var fields = try JSONFields(body: await APIJSON.body(request), subject: "a request to sign")
+        let method = try fields.requiredString("method")
+        let urlText = try fields.requiredString("url")
+        let payloadHash = try fields.requiredString("payload_sha256")
+        var headers: [(String, String)] = []
+        if case .object(let given)? = fields.take("headers") {
+            for (header, value) in given.sorted(by: { $0.key < $1.key }) {
+                guard let text = value.stringValue else {
+                    throw LatchkeyError.validation("headers.\(header)", "must be a string")
+                }
+                headers.append((header, text))
+            }
+        }
+        try fields.refuseLeftovers()
+        guard let url = URLComponents(string: urlText), let host = url.host, !host.isEmpty,
+            ["http", "https"].contains(url.scheme?.lowercased() ?? "")
+        else {
+            throw LatchkeyError.validation("url", "must be an absolute http(s) URL")
+        }
+        if !headers.contains(where: { $0.0.lowercased() == "host" }) {
+            headers.append(("Host", url.port.map { "\(host):\($0)" } ?? host))
+        }
+        let (credential, value) = try await self.injector.usable(vault: vault, name: name, by: context.caller)
+        guard credential.type == .awsSigV4 else {
+            throw LatchkeyError.validation(
+                "name", "'\(name)' is a \(credential.type.rawValue) credential; only aws_sigv4 signs requests")
+        }
+        let signature: SigV4Signature
+        do {
+            signature = try SigV4.sign(
+                SigV4Request(
+                    method: method, path: url.percentEncodedPath.isEmpty ? "/" : url.percentEncodedPath,
+                    query: url.percentEncodedQuery ?? "", headers: headers, payloadSHA256Hex: payloadHash),
+                credentials: SigV4Credentials(
+                    accessKeyID: value["access_key_id"]?.stringValue ?? "",
+                    secretAccessKey: value["secret_access_key"]?.stringValue ?? "",
+                    sessionToken: value["session_token"]?.stringValue, region: value["region"]?.stringValue ?? "",
+                    service: value["service"]?.stringValue ?? ""),
+                date: self.now())
+        } catch {
+            throw LatchkeyError.validation(Self.signField(error.field), error.message)
+        }
+        self.recordUse(credential, by: context.caller)
+        let signed = signature.headers.map { ($0.name, $0.value) }
+        let body: [String: JSONValue] = [
+            "headers": .object(Dictionary(signed.map { ($0.0, JSONValue.string($0.1)) }) { _, last in last })
+        ]
+        return try Self.response(body, headers: signed)
+    }
+
+    private func recordUse(_ credential: SealedCredential, by principal: Principal) {
+        if let key = principal.keyID { self.usage.recordUse(credential: credential.id, key: key, at: self.now()) }
+    }
+
+    /// The signer names fields of its own request model; answer in the API's.
+    private static func signField(_ field: String) -> String {
+        switch field {
+        case "path", "query": "url"
+        case "payloadSHA256Hex", "payload": "payload_sha256"
+        default: field.hasPrefix("headers") || field.hasPrefix("header") ? "headers" : field
+        }
+    }
+
+    /// The JSON body, with the same headers on the response itself.
+    private static func response(_ body: [String: JSONValue], headers: [(String, String)]) throws -> Response {
+        var response = try APIJSON.response(body)
+        for (header, value) in headers {
+            if let field = HTTPField.Name(header) { response.headers.append(HTTPField(name: field, value: value)) }
+        }
+        // Secrets: never cached by anything between Latchkey and the sidecar.
+        response.headers[.cacheControl] = "no-store"
+        return response
+    }
+
+    private static func rfc3339(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false))
+    }
+}
