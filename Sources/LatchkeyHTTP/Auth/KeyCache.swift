@@ -4,7 +4,7 @@ import Synchronization
 
 /// The per-replica cache of API keys by hash, so a warm key costs no database
 /// round trip. Entries are dropped when Postgres announces a change to the key
-/// (LISTEN/NOTIFY, see `KeyInvalidationListener`); while that listener is not
+/// (LISTEN/NOTIFY, see `InvalidationListener`); while that listener is not
 /// connected the cache is bypassed, so a revocation on another replica is
 /// never missed, only paid for with a database read.
 package final class KeyCache: Sendable, InvalidatingCache {
