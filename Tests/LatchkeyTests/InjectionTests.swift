@@ -88,6 +88,11 @@ struct InjectionTests {
                 }
                 if case .object(let all) = response.json["headers"] { #expect(all.count == headers.count, "\(name)") }
             }
+            // HEAD answers the same headers without a body (nginx keeps such connections alive).
+            let head = try await client.call(.head, "/v1/inject/default/gh", key: key)
+            #expect(head.status == 200)
+            #expect(head.headers[.authorization] == "Bearer ghp_secret1")
+            #expect(head.body.isEmpty)
             let query = try await self.inject(client, key, "maps")
             #expect(query.json["query"]["key"] == .string("maps-key-3"))
             #expect(query.json["headers"] == .object([:]))

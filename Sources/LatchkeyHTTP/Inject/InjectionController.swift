@@ -17,6 +17,13 @@ struct InjectionController: Sendable {
 
     func addRoutes(to group: RouterGroup<LatchkeyRequestContext>) {
         group.get("inject/{vault}/{name}", use: self.inject)
+        // HEAD: the same headers without a body, so nginx can keep its
+        // auth_request connections alive (it never reads those bodies).
+        group.head("inject/{vault}/{name}") { request, context in
+            var response = try await self.inject(request, context: context)
+            response.body = .init()
+            return response
+        }
         group.post("sign/{vault}/{name}", use: self.sign)
     }
 
