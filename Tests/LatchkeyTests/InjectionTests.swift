@@ -236,6 +236,25 @@ struct InjectionTests {
         }
     }
 
+    @Test func aWarmHeaderSetFollowsTheCredentialsItsPlaceholdersName() async throws {
+        try await Harness.withApp(.live) { harness, client in
+            try await self.create(client, harness, "gh", "bearer", ["token": "first"])
+            try await self.create(client, harness, "set", "header_set", ["headers": ["X-Token": "{{credential:gh}}"]])
+            let key = try await self.proxyKey(client, harness)
+            // Warm: served from memory.
+            for _ in 0..<3 {
+                #expect(try await self.inject(client, key, "set").json["headers"]["X-Token"] == .string("first"))
+            }
+            _ = try await client.call(
+                .post, "\(Self.base)/gh/rotate", key: harness.adminKey, body: json(["value": ["token": "second"]]))
+            // The notification for gh drops the rendered header_set too.
+            let changed = try await Eventually.check(within: .seconds(1)) {
+                try await self.inject(client, key, "set").json["headers"]["X-Token"] == .string("second")
+            }
+            #expect(changed)
+        }
+    }
+
     @Test func referencedCredentialsListTheirHeaderSetsAndRefuseDeletion() async throws {
         try await Harness.withApp { harness, client in
             try await self.create(client, harness, "gh", "bearer", ["token": "t"])

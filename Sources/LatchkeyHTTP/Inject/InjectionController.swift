@@ -32,14 +32,27 @@ struct InjectionController: Sendable {
     @Sendable func inject(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {
         let parameters = Parameters(request: request, context: context)
         let (vault, name) = (try parameters.vault(), try parameters.credentialName())
+        let cache = self.injector.cache
+        // Warm: the answer rendered for an earlier request, untouched since.
+        if let hit = cache.rendered(vault: vault, name: name, now: self.now()) {
+            self.recordUse(hit.credentialID, by: context.caller)
+            return Response(status: .ok, headers: hit.headers, body: .init(byteBuffer: hit.body))
+        }
+        let generation = cache.generation
         let (injection, credential) = try await self.injector.inject(vault: vault, name: name, by: context.caller)
-        self.recordUse(credential, by: context.caller)
+        self.recordUse(credential.id, by: context.caller)
         var body: [String: JSONValue] = [
             "headers": .object(Dictionary(injection.headers.map { ($0.0, .string($0.1)) }) { _, last in last }),
             "expires_at": injection.expiresAt.map { .string(Self.rfc3339($0)) } ?? .null,
         ]
         if !injection.query.isEmpty { body["query"] = .object(injection.query.mapValues(JSONValue.string)) }
-        return try Self.response(body, headers: injection.headers)
+        let (headers, buffer) = try Self.render(body, headers: injection.headers)
+        cache.store(
+            RenderedInjection(
+                key: vault + "/" + name, credentialID: credential.id, headers: headers, body: buffer,
+                validUntil: injection.trace.validUntil, dependencies: injection.trace.dependencies),
+            generation: generation)
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: buffer))
     }
 
     /// Signs an AWS request with an `aws_sigv4` credential: the sidecar
@@ -91,7 +104,7 @@ struct InjectionController: Sendable {
         } catch {
             throw LatchkeyError.validation(Self.signField(error.field), error.message)
         }
-        self.recordUse(credential, by: context.caller)
+        self.recordUse(credential.id, by: context.caller)
         let signed = signature.headers.map { ($0.name, $0.value) }
         let body: [String: JSONValue] = [
             "headers": .object(Dictionary(signed.map { ($0.0, JSONValue.string($0.1)) }) { _, last in last })
@@ -99,8 +112,8 @@ struct InjectionController: Sendable {
         return try Self.response(body, headers: signed)
     }
 
-    private func recordUse(_ credential: SealedCredential, by principal: Principal) {
-        if let key = principal.keyID { self.usage.recordUse(credential: credential.id, key: key, at: self.now()) }
+    private func recordUse(_ credential: UUID, by principal: Principal) {
+        if let key = principal.keyID { self.usage.recordUse(credential: credential, key: key, at: self.now()) }
     }
 
     /// The signer names fields of its own request model; answer in the API's.
@@ -114,13 +127,20 @@ struct InjectionController: Sendable {
 
     /// The JSON body, with the same headers on the response itself.
     private static func response(_ body: [String: JSONValue], headers: [(String, String)]) throws -> Response {
-        var response = try APIJSON.response(body)
+        let (fields, buffer) = try Self.render(body, headers: headers)
+        return Response(status: .ok, headers: fields, body: .init(byteBuffer: buffer))
+    }
+
+    private static func render(
+        _ body: [String: JSONValue], headers: [(String, String)]
+    ) throws -> (HTTPFields, ByteBuffer) {
+        var fields: HTTPFields = [.contentType: "application/json; charset=utf-8"]
         for (header, value) in headers {
-            if let field = HTTPField.Name(header) { response.headers.append(HTTPField(name: field, value: value)) }
+            if let field = HTTPField.Name(header) { fields.append(HTTPField(name: field, value: value)) }
         }
         // Secrets: never cached by anything between Latchkey and the sidecar.
-        response.headers[.cacheControl] = "no-store"
-        return response
+        fields[.cacheControl] = "no-store"
+        return (fields, ByteBuffer(bytes: try APIJSON.encoder.encode(body)))
     }
 
     private static func rfc3339(_ date: Date) -> String {

@@ -12,6 +12,24 @@ struct Injection: Sendable {
     /// Query parameters, for `api_key` credentials sent as one.
     var query: [String: String] = [:]
     var expiresAt: Date?
+    /// What the answer was built from, and until when it may be served from memory.
+    var trace = RenderTrace()
+}
+
+/// The credentials an injection read (itself and those its placeholders
+/// name) and the earliest refresh time among the OAuth tokens among them.
+struct RenderTrace: Sendable {
+    var dependencies: Set<String> = []
+    var validUntil: Date?
+
+    mutating func used(_ key: String, _ credential: SealedCredential, window: TimeInterval) {
+        self.dependencies.insert(key)
+        guard credential.type.isRefreshable else { return }
+        // A refreshable token without an expiry stays good until it changes (a notification).
+        guard let expiresAt = credential.expiresAt else { return }
+        let refreshAt = expiresAt.addingTimeInterval(-window)
+        self.validUntil = min(self.validUntil ?? refreshAt, refreshAt)
+    }
 }
 
 /// Turns a credential into the headers a sidecar adds (SPEC section 5):
@@ -33,8 +51,9 @@ struct Injector: Sendable {
     static let maxDepth = 4
 
     func inject(vault: String, name: String, by principal: Principal) async throws -> (Injection, SealedCredential) {
-        let (credential, value) = try await self.usable(vault: vault, name: name, by: principal)
-        let injection: Injection
+        var trace = RenderTrace()
+        let (credential, value) = try await self.usable(vault: vault, name: name, by: principal, trace: &trace)
+        var injection: Injection
         switch credential.type {
         case .bearer:
             injection = Injection(headers: [("Authorization", "Bearer " + Self.string(value, "token"))])
@@ -60,7 +79,7 @@ struct Injector: Sendable {
             var seen: Set<String> = [Self.key(vault, name)]
             for (header, template) in set.sorted(by: { $0.key < $1.key }) {
                 let resolved = try await self.resolve(
-                    template.stringValue ?? "", vault: vault, by: principal, depth: 1, seen: &seen)
+                    template.stringValue ?? "", vault: vault, by: principal, depth: 1, seen: &seen, trace: &trace)
                 headers.append((header, resolved))
             }
             injection = Injection(headers: headers)
@@ -71,6 +90,7 @@ struct Injector: Sendable {
             throw LatchkeyError.validation(
                 "name", "'\(name)' is an oauth_client: its client secret is never injected; inject its oauth tokens")
         }
+        injection.trace = trace
         return (injection, credential)
     }
 
@@ -79,6 +99,13 @@ struct Injector: Sendable {
     /// its refresh window.
     func usable(
         vault: String, name: String, by principal: Principal
+    ) async throws -> (SealedCredential, [String: JSONValue]) {
+        var trace = RenderTrace()
+        return try await self.usable(vault: vault, name: name, by: principal, trace: &trace)
+    }
+
+    func usable(
+        vault: String, name: String, by principal: Principal, trace: inout RenderTrace
     ) async throws -> (SealedCredential, [String: JSONValue]) {
         guard var credential = try await self.cache.credential(vault: vault, name: name, store: self.store) else {
             throw LatchkeyError.credentialNotFound(vault: vault, name: name)
@@ -100,6 +127,7 @@ struct Injector: Sendable {
                 throw error
             }
         }
+        trace.used(Self.key(vault, name), credential, window: self.refreshWindow)
         return (credential, value)
     }
 
@@ -164,7 +192,8 @@ struct Injector: Sendable {
 
     /// A header_set value with its placeholders replaced.
     private func resolve(
-        _ template: String, vault: String, by principal: Principal, depth: Int, seen: inout Set<String>
+        _ template: String, vault: String, by principal: Principal, depth: Int, seen: inout Set<String>,
+        trace: inout RenderTrace
     ) async throws -> String {
         var output = ""
         for part in try Self.parts(template) {
@@ -173,14 +202,15 @@ struct Injector: Sendable {
                 output += text
             case .reference(let name, let field):
                 output += try await self.value(
-                    of: name, field: field, vault: vault, by: principal, depth: depth, seen: &seen)
+                    of: name, field: field, vault: vault, by: principal, depth: depth, seen: &seen, trace: &trace)
             }
         }
         return output
     }
 
     private func value(
-        of name: String, field: String?, vault: String, by principal: Principal, depth: Int, seen: inout Set<String>
+        of name: String, field: String?, vault: String, by principal: Principal, depth: Int, seen: inout Set<String>,
+        trace: inout RenderTrace
     ) async throws -> String {
         let placeholder = "{{credential:\(name)\(field.map { "." + $0 } ?? "")}}"
         func unresolved(_ why: String) -> LatchkeyError {
@@ -192,7 +222,7 @@ struct Injector: Sendable {
         let credential: SealedCredential
         let value: [String: JSONValue]
         do {
-            (credential, value) = try await self.usable(vault: vault, name: name, by: principal)
+            (credential, value) = try await self.usable(vault: vault, name: name, by: principal, trace: &trace)
         } catch let error as LatchkeyError where error.code == .credentialNotFound {
             throw unresolved("there is no credential '\(name)' in vault '\(vault)'")
         }
@@ -203,7 +233,8 @@ struct Injector: Sendable {
             guard case .object(let headers)? = value["headers"],
                 let template = headers.first(where: { $0.key.lowercased() == header.lowercased() })?.value.stringValue
             else { throw unresolved("header_set '\(name)' has no header '\(header)'") }
-            return try await self.resolve(template, vault: vault, by: principal, depth: depth + 1, seen: &seen)
+            return try await self.resolve(
+                template, vault: vault, by: principal, depth: depth + 1, seen: &seen, trace: &trace)
         case (_, let field?):
             guard let text = value[field]?.stringValue else {
                 throw unresolved("'\(name)' has no field '\(field)'")
