@@ -35,11 +35,24 @@ package enum APIKeyMaterial {
 
     /// Whether a presented token has the shape of a Latchkey key at all; the
     /// cheap check before any lookup.
-    package static func looksLikeKey(_ token: some StringProtocol) -> Bool {
-        (token.hasPrefix(Self.livePrefix) || token.hasPrefix(Self.ephemeralPrefix)) && token.utf8.count <= 64
-            && token.utf8.allSatisfy {
-                $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0)
-                    || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
-            }
+    ///
+    /// Concrete (not generic) and byte-level: it runs on every request, and
+    /// perf showed the generic `hasPrefix` version at 5% of an injection.
+    package static func looksLikeKey(_ token: Substring) -> Bool {
+        let bytes = token.utf8
+        guard bytes.count <= 64,
+            bytes.starts(with: Self.livePrefix.utf8) || bytes.starts(with: Self.ephemeralPrefix.utf8)
+        else { return false }
+        for byte in bytes {
+            guard
+                byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || (0x30...0x39).contains(byte)
+                    || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+            else { return false }
+        }
+        return true
+    }
+
+    package static func looksLikeKey(_ token: String) -> Bool {
+        Self.looksLikeKey(token[...])
     }
 }
