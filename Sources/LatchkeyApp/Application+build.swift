@@ -63,6 +63,7 @@ package func buildServer(
         credentials: credentials, now: now)
     dependencies.refreshWindow = configuration.refreshWindow
     dependencies.refreshWait = configuration.providerTimeout + .seconds(5)
+    dependencies.publicURL = configuration.publicURL
     let router = buildRouter(dependencies)
     var application = Application(
         router: router,

@@ -33,5 +33,9 @@ package struct Principal: Sendable, Hashable {
     package static let adminSecret = Principal(name: "admin-secret", role: .admin, isBootstrapSecret: true)
     package static let cli = Principal(name: "cli", role: .admin)
     package static let system = Principal(name: "system")
+    /// A browser completing a connect session (the audit actor of what it stores).
+    package static func connect(session: UUID) -> Principal {
+        Principal(name: "connect:" + session.uuidString.lowercased().prefix(8))
+    }
     package static let anonymous = Principal(name: "anonymous", scope: AccessScope(vaults: []))
 }

@@ -25,6 +25,10 @@ package struct RouterDependencies: Sendable {
     package var refreshWindow: Duration = .seconds(300)
     /// How long injection waits for another replica's refresh.
     package var refreshWait: Duration = .seconds(20)
+    /// `LATCHKEY_PUBLIC_URL`: the base browsers reach (connect links, the OAuth callback).
+    package var publicURL: String?
+    /// How long a connect link stays valid.
+    package var connectSessionLifetime: Duration = .seconds(1800)
     package var now: @Sendable () -> Date
 
     package init(
@@ -88,7 +92,17 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
+    // The browser side of "connect with provider": public pages, guarded by
+    // one-time tokens and OAuth state instead of API keys.
+    let connect = ConnectController(
+        store: dependencies.store, tokens: dependencies.tokens, publicURL: dependencies.publicURL,
+        sessionLifetime: dependencies.connectSessionLifetime, refreshWindow: dependencies.refreshWindow,
+        now: dependencies.now)
+    connect.addBrowserRoutes(to: router)
+
     let v1 = router.group("v1").add(middleware: Authenticator(dependencies.authentication))
+    // Admin and connect keys (checked in the handler: two roles).
+    connect.addAPIRoutes(to: v1)
     let keys = KeyController(
         keys: dependencies.authentication.keys, maxEphemeralTTL: dependencies.maxEphemeralTTL, now: dependencies.now)
     let vaults = VaultController(store: dependencies.store)
