@@ -164,6 +164,13 @@ struct ConnectTests {
             let rejected = try await client.call(.get, "/oauth/callback?code=\(code)&state=\(secondState)", key: nil)
             #expect(rejected.status == 502, "\(rejected.body)")
             #expect(rejected.body.contains("invalid_grant"))
+            // A state older than ten minutes (the user dawdled at the provider).
+            path = try await self.session(client, key: harness.adminKey)
+            let slow = try await self.approve(client, path)
+            harness.clock.advance(by: 601)
+            let late = try await client.call(.get, slow, key: nil)
+            #expect(late.status == 410, "\(late.body)")
+            #expect(late.body.contains("expired"))
             // Unknown and expired links.
             #expect(
                 try await client.call(.get, "/connect/" + String(repeating: "x", count: 43), key: nil).status == 404)
