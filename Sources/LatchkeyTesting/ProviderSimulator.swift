@@ -131,6 +131,17 @@ package final class ProviderSimulator: Sendable {
         }
     }
 
+    /// Stops holding requests and lets every held one go on (so the
+    /// simulator can shut down even if a caller gave up waiting).
+    package func releaseAll() {
+        let held: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+            for id in state.clients.keys { state.clients[id]!.behaviour.holdRequests = false }
+            defer { state.held.removeAll() }
+            return state.held
+        }
+        for continuation in held { continuation.resume() }
+    }
+
     /// Lets the oldest held request go on.
     package func releaseOne() {
         let next: CheckedContinuation<Void, Never>? = self.state.withLock { state in

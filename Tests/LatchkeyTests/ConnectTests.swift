@@ -236,7 +236,7 @@ struct ConnectBrowserTests {
     /// starts, so it listens on a chosen free port), follows the redirects
     /// through the simulator's auto-approving authorization endpoint to the
     /// callback, and prints the page it ends on.
-    @Test(.timeLimit(.minutes(2))) func headlessChromiumConnectsAnAccount() async throws {
+    @Test(.timeLimit(.minutes(5))) func headlessChromiumConnectsAnAccount() async throws {
         let port = try ExternalProcess.freePort()
         let base = "http://127.0.0.1:\(port)"
         try await ProviderSimulator.withRunning { simulator in
