@@ -26,15 +26,8 @@ struct PastedTokenValidation {
         let client = try await self.clientConfiguration(vault: vault, name: clientName)
         switch await self.tokens.refresh(client, refreshToken: refreshToken) {
         case .success(let issued):
-            var refreshed: [String: JSONValue] = [
-                "client": .string(clientName), "access_token": .string(issued.accessToken),
-                "refresh_token": .string(issued.refreshToken ?? refreshToken),
-            ]
-            if let idToken = issued.idToken { refreshed["id_token"] = .string(idToken) }
-            if let seconds = issued.expiresIn { refreshed["expires_in"] = .number(Double(seconds)) }
-            if let scopes = issued.scopes ?? checked.scopes, !scopes.isEmpty {
-                refreshed["scopes"] = .array(scopes.map(JSONValue.string))
-            }
+            let refreshed = issued.oauthValue(
+                client: clientName, keeping: refreshToken, requestedScopes: checked.scopes)
             return (.object(refreshed), issued.providerFields)
         case .failure(.rejected(let code)):
             try? await self.store.recordAudit(

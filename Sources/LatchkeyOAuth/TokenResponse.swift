@@ -26,6 +26,23 @@ package struct TokenSet: Sendable, Hashable {
         self.extra = extra
     }
 
+    /// The value of an `oauth` credential holding these tokens for `client`
+    /// (as `CredentialValidator` accepts it): the refresh token the provider
+    /// sent, else `keeping` (a provider that does not rotate); the granted
+    /// scopes, else `requestedScopes`.
+    package func oauthValue(
+        client: String, keeping refreshToken: String? = nil, requestedScopes: [String]? = nil
+    ) -> [String: JSONValue] {
+        var value: [String: JSONValue] = ["client": .string(client), "access_token": .string(self.accessToken)]
+        if let refresh = self.refreshToken ?? refreshToken { value["refresh_token"] = .string(refresh) }
+        if let idToken = self.idToken { value["id_token"] = .string(idToken) }
+        if let seconds = self.expiresIn { value["expires_in"] = .number(Double(seconds)) }
+        if let scopes = self.scopes ?? requestedScopes, !scopes.isEmpty {
+            value["scopes"] = .array(scopes.map(JSONValue.string))
+        }
+        return value
+    }
+
     /// An OpenID Connect ID token, when the provider sent one: kept sealed
     /// with the other tokens, never shown (it identifies the user, and some
     /// APIs accept it as a bearer credential).

@@ -170,14 +170,8 @@ struct ConnectController: Sendable {
                     "\(Self.providerName(session)) did not accept the sign-in, so nothing was stored. Ask for a new connect link.",
                 detail: detail)
         }
-        var value: [String: JSONValue] = [
-            "client": .string(session.clientName), "access_token": .string(issued.accessToken),
-        ]
-        if let refresh = issued.refreshToken { value["refresh_token"] = .string(refresh) }
-        if let idToken = issued.idToken { value["id_token"] = .string(idToken) }
-        if let seconds = issued.expiresIn { value["expires_in"] = .number(Double(seconds)) }
         let granted = issued.scopes ?? self.scopes(session)
-        if !granted.isEmpty { value["scopes"] = .array(granted.map(JSONValue.string)) }
+        let value = issued.oauthValue(client: session.clientName, requestedScopes: self.scopes(session))
         let actor = Principal.connect(session: session.id)
         if try await self.exists(session) {
             _ = try await self.store.rotate(
