@@ -64,6 +64,7 @@ package func buildServer(
     dependencies.refreshWindow = configuration.refreshWindow
     dependencies.refreshWait = configuration.providerTimeout + .seconds(5)
     dependencies.publicURL = configuration.publicURL
+    dependencies.databaseTimeout = configuration.databaseTimeout
     let router = buildRouter(dependencies)
     var application = Application(
         router: router,
@@ -79,7 +80,9 @@ package func buildServer(
         ] + background.services,
         logger: logger
     )
+    let postgres = try DatabaseURL.configuration(configuration.databaseURL)
     application.beforeServerStarts {
+        try await client.checkReachable(postgres, within: configuration.databaseTimeout)
         try await KeyRingMaintenance(client: client, sealer: sealer, logger: logger).verify()
         if configuration.migrateOnStart {
             let applied = try await migrator.migrate(client)

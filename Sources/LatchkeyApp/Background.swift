@@ -120,14 +120,15 @@ package func buildRefresherGroup(
         }
         logger.info("refresher started", metadata: ["owner": "\(background.refresher.owner)"])
     }
-    return ServiceGroup(
-        configuration: .init(
-            services: [
-                .init(service: client), .init(service: HTTPClientService(client: http)),
-                .init(service: preflighted),
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+    var group = ServiceGroupConfiguration(
+        services: [
+            .init(service: client), .init(service: HTTPClientService(client: http)),
+            .init(service: preflighted),
+        ],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger)
+    group.maximumGracefulShutdownDuration = configuration.shutdownGrace
+    return ServiceGroup(configuration: group)
 }
 
 /// Runs a check, then `services` side by side; a failed check ends the group.

@@ -2,8 +2,9 @@ import Foundation
 package import Logging
 import Synchronization
 
-/// One logfmt line per event on standard error:
-/// `time=… level=info logger=latchkey msg="request" http.status=200 …`.
+/// One line per event on standard error, logfmt
+/// (`time=… level=info logger=latchkey msg="request" http.status=200 …`) or,
+/// with `LATCHKEY_LOG_FORMAT=json`, one JSON object with the same keys.
 /// swift-log ships only a human-oriented stream handler; logfmt is what log
 /// pipelines (Loki, Vector, Datadog) parse without configuration, and the
 /// format is small enough that a dependency would cost more than it saves.
@@ -11,11 +12,15 @@ package struct LogfmtLogHandler: LogHandler {
     package var metadata: Logger.Metadata = [:]
     package var logLevel: Logger.Level
     private let label: String
+    private let json: Bool
     private let write: @Sendable (String) -> Void
 
-    package init(label: String, level: Logger.Level = .info, write: (@Sendable (String) -> Void)? = nil) {
+    package init(
+        label: String, level: Logger.Level = .info, json: Bool = false, write: (@Sendable (String) -> Void)? = nil
+    ) {
         self.label = label
         self.logLevel = level
+        self.json = json
         self.write = write ?? Self.standardError
     }
 
@@ -25,6 +30,7 @@ package struct LogfmtLogHandler: LogHandler {
     }
 
     package func log(event: LogEvent) {
+        if self.json { return self.write(self.jsonLine(event) + "\n") }
         var line = "time=\(Self.timestamp()) level=\(event.level.rawValue) logger=\(Self.quote(self.label))"
         line += " msg=\(Self.quote(event.message.description))"
         var merged = self.metadata
@@ -33,6 +39,21 @@ package struct LogfmtLogHandler: LogHandler {
             line += " \(key)=\(Self.quote(value.description))"
         }
         self.write(line + "\n")
+    }
+
+    /// The same fields as a JSON object (keys sorted, so lines diff well).
+    private func jsonLine(_ event: LogEvent) -> String {
+        var fields: [String: String] = [:]
+        for (key, value) in self.metadata { fields[key] = value.description }
+        for (key, value) in event.metadata ?? [:] { fields[key] = value.description }
+        fields["time"] = Self.timestamp()
+        fields["level"] = event.level.rawValue
+        fields["logger"] = self.label
+        fields["msg"] = event.message.description
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(fields) else { return #"{"msg":"unencodable log event"}"# }
+        return String(decoding: data, as: UTF8.self)
     }
 
     static func quote(_ text: String) -> String {

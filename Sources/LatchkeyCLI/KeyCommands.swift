@@ -19,9 +19,11 @@ struct KeysCommand: AsyncParsableCommand {
         _ options: ServerOptions, _ body: @Sendable (KeyStore) async throws -> Result
     ) async throws -> Result {
         let configuration = try options.configuration()
-        let logger = try options.makeLogger()
+        let logger = options.makeLogger(configuration)
         let postgres = try DatabaseURL.configuration(configuration.databaseURL)
-        return try await PostgresClient.withRunning(postgres, logger: logger) { client in
+        return try await PostgresClient.withRunning(
+            postgres, logger: logger, reachableWithin: configuration.databaseTimeout
+        ) { client in
             try await body(KeyStore(client: client, logger: logger))
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import LatchkeyCore
 package import PostgresNIO
 
 /// Turns a `postgres://user:password@host:port/database?sslmode=...` URL into
@@ -6,6 +7,10 @@ package import PostgresNIO
 /// configuration only; PostgresKit's URL parser would pull in SQLKit for ten lines.)
 package enum DatabaseURL {
     package struct Invalid: Error, CustomStringConvertible {
+        package let description: String
+    }
+
+    package struct Unreachable: Error, CustomStringConvertible {
         package let description: String
     }
 
@@ -64,9 +69,13 @@ extension PostgresClient {
     /// the pool down: for one-shot commands (`latchkey migrate`, `rekey`, tests)
     /// that are not part of a service group.
     @discardableResult
+    /// With `reachableWithin`, a first `SELECT 1` must succeed in that time,
+    /// or the command fails with one line saying where it could not connect
+    /// (the pool alone would keep retrying for a minute, silently).
     package static func withRunning<Result: Sendable>(
         _ configuration: PostgresClient.Configuration,
         logger: Logger,
+        reachableWithin timeout: Duration? = nil,
         _ body: @Sendable (PostgresClient) async throws -> Result
     ) async throws -> Result {
         // Connection-pool chatter (such as a lease racing `run()` starting) is
@@ -77,7 +86,26 @@ extension PostgresClient {
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
+            if let timeout { try await client.checkReachable(configuration, within: timeout) }
             return try await body(client)
+        }
+    }
+}
+
+extension PostgresClient {
+    /// Fails with one line saying where no database answered, when a first
+    /// `SELECT 1` does not succeed within `timeout`.
+    package func checkReachable(_ configuration: PostgresClient.Configuration, within timeout: Duration) async throws {
+        do {
+            try await DatabaseDeadline.$timeout.withValue(timeout) {
+                try await withDatabaseErrors { _ = try await self.query("SELECT 1") }
+            }
+        } catch let error as LatchkeyError where error.code == .databaseUnavailable {
+            let place = configuration.unixSocketPath ?? "\(configuration.host ?? "?"):\(configuration.port ?? 5432)"
+            throw DatabaseURL.Unreachable(
+                description:
+                    "LATCHKEY_DATABASE_URL: no PostgreSQL answered at \(place) within \(timeout) (LATCHKEY_DATABASE_TIMEOUT)"
+            )
         }
     }
 }

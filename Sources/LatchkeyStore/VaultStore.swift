@@ -482,9 +482,9 @@ package struct VaultStore: Sendable {
     /// Runs a mutation; when it fails for a reason the caller should know
     /// about (a conflict, a missing vault), the refusal is audited too, after
     /// the mutation's own transaction has rolled back.
-    private func audited<Result>(
+    private func audited<Result: Sendable>(
         _ action: AuditAction, vault: String, credential: String?, by principal: Principal,
-        _ body: () async throws -> Result
+        _ body: @Sendable () async throws -> Result
     ) async throws -> Result {
         do {
             return try await withDatabaseErrors(body)

@@ -49,6 +49,10 @@ struct Harness: Sendable {
         // And webhook delivery and metric sampling (deliverWebhooks(), sampleMetrics()).
         configuration.webhookInterval = .seconds(3600)
         configuration.metricsSampleInterval = .seconds(3600)
+        // The whole suite shares one server on a small machine: a store call
+        // can queue for seconds. The deadline's own behaviour is tested with a
+        // real process and a stopped database (OperationsTests).
+        configuration.databaseTimeout = .seconds(120)
         return configuration
     }
 

@@ -24,7 +24,11 @@ struct StartupTests {
             (base.merging(["LATCHKEY_LISTEN": "localhost"]) { $1 }, "LATCHKEY_LISTEN"),
             (base.merging(["LATCHKEY_LISTEN": "127.0.0.1:99999"]) { $1 }, "LATCHKEY_LISTEN"),
             (base.merging(["LATCHKEY_ADMIN_SECRET": "short"]) { $1 }, "LATCHKEY_ADMIN_SECRET"),
-            (base.merging(["LATCHKEY_REFRESH_WINDOW": "5m"]) { $1 }, "LATCHKEY_REFRESH_WINDOW"),
+            (base.merging(["LATCHKEY_REFRESH_WINDOW": "5 minutes"]) { $1 }, "LATCHKEY_REFRESH_WINDOW"),
+            (base.merging(["LATCHKEY_REFRESH_WINDOW": "10s"]) { $1 }, "LATCHKEY_REFRESH_WINDOW"),
+            (base.merging(["LATCHKEY_DATABASE_URL": "mysql://x/db"]) { $1 }, "LATCHKEY_DATABASE_URL"),
+            (base.merging(["LATCHKEY_SHUTDOWN_GRACE": "-1s"]) { $1 }, "LATCHKEY_SHUTDOWN_GRACE"),
+            (base.merging(["LATCHKEY_LOG_FORMAT": "xml"]) { $1 }, "LATCHKEY_LOG_FORMAT"),
             (base.merging(["LATCHKEY_PUBLIC_URL": "latchkey.example.com"]) { $1 }, "LATCHKEY_PUBLIC_URL"),
         ]
         for (environment, variable) in cases {
@@ -36,10 +40,16 @@ struct StartupTests {
         var good = base
         good["LATCHKEY_LISTEN"] = "[::1]:9090"
         good["LATCHKEY_REFRESH_WINDOW"] = "120"
+        good["LATCHKEY_SHUTDOWN_GRACE"] = "2m"
+        good["LATCHKEY_DATABASE_TIMEOUT"] = "750ms"
+        good["LATCHKEY_LOG_FORMAT"] = "JSON"
         let configuration = try LatchkeyConfiguration.fromEnvironment(good)
         #expect(configuration.listenHost == "::1")
         #expect(configuration.listenPort == 9090)
         #expect(configuration.refreshWindow == .seconds(120))
+        #expect(configuration.shutdownGrace == .seconds(120))
+        #expect(configuration.databaseTimeout == .milliseconds(750))
+        #expect(configuration.logFormat == .json)
     }
 
     @Test func databaseURLsAreParsed() throws {
