@@ -12,7 +12,7 @@ import ServiceLifecycle
 /// may do, `latchkey_credentials` for what an injection would answer) and
 /// drops what changed, so a revocation or rotation anywhere takes effect here
 /// within the notification's latency. While disconnected the cache is
-/// switched off (lookups go to the database) and the listener reconnects
+/// frozen (it serves what it holds, adds nothing) and the listener reconnects
 /// every second; on reconnection the cache starts empty (a full reload).
 package struct InvalidationListener: Service {
     let client: PostgresClient
@@ -46,7 +46,7 @@ package struct InvalidationListener: Service {
                     }
                 } catch  where !Task.isCancelled {
                     self.logger.warning(
-                        "change listener lost its connection; bypassing its cache until it is back",
+                        "change listener lost its connection; its cache is frozen until it is back",
                         metadata: ["channel": "\(self.channel)", "error.type": "\(type(of: error))"])
                 }
                 self.cache.setLive(false)

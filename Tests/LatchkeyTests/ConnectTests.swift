@@ -264,10 +264,10 @@ struct ConnectBrowserTests {
     static func flow(base: String, harness: Harness, simulator: ProviderSimulator) async throws {
         // Another process is starting: watch for it to answer.
         let up = try await Eventually.check(within: .seconds(20)) {
-            (try? await Self.call(.GET, base + "/healthz", key: nil).status) == 200
+            (try? await LatchkeyProcess.call(.GET, base + "/healthz", key: nil).status) == 200
         }
         try #require(up)
-        let created = try await Self.call(
+        let created = try await LatchkeyProcess.call(
             .POST, base + ConnectTests.base, key: harness.adminKey,
             body: json([
                 "name": "sim", "type": "oauth_client",
@@ -277,7 +277,7 @@ struct ConnectBrowserTests {
                 ],
             ]))
         #expect(created.status == 201, "\(created.body)")
-        let session = try await Self.call(
+        let session = try await LatchkeyProcess.call(
             .POST, base + "/v1/vaults/default/connect-sessions", key: harness.adminKey,
             body: json(["client": "sim", "credential": "browser_alice"]))
         let connectURL = try #require(session.json["connect_url"].stringValue)
@@ -294,31 +294,16 @@ struct ConnectBrowserTests {
         #expect(dom.contains("Connected"), "\(dom)")
         #expect(simulator.grants(clientID: "app", type: "authorization_code") == 1)
         // The credential exists, injects, and refreshes.
-        let minted = try await Self.call(
+        let minted = try await LatchkeyProcess.call(
             .POST, base + "/v1/keys", key: harness.adminKey,
             body: json(["name": "p", "role": "proxy", "vaults": ["default"]]))
         let proxy = try #require(minted.json["key"].stringValue)
-        let injected = try await Self.call(.GET, base + "/v1/inject/default/browser_alice", key: proxy)
+        let injected = try await LatchkeyProcess.call(.GET, base + "/v1/inject/default/browser_alice", key: proxy)
         #expect(injected.json["headers"]["Authorization"].stringValue?.hasPrefix("Bearer at_app_") == true)
-        let refreshed = try await Self.call(
+        let refreshed = try await LatchkeyProcess.call(
             .POST, base + ConnectTests.base + "/browser_alice/refresh", key: harness.adminKey)
         #expect(refreshed.status == 200, "\(refreshed.body)")
         #expect(simulator.grants(clientID: "app", type: "refresh_token") == 1)
-    }
-
-    static func call(
-        _ method: NIOHTTP1.HTTPMethod, _ url: String, key: String?, body: String? = nil
-    ) async throws -> APIResponse {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        if let key { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: body))
-        }
-        let response = try await HTTPClientForTests.shared.execute(request, timeout: .seconds(30))
-        let bytes = try await response.body.collect(upTo: 1024 * 1024)
-        return APIResponse(status: Int(response.status.code), headers: [:], body: String(buffer: bytes))
     }
 }
 

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Glibc
 import HTTPTypes
@@ -12,6 +13,7 @@ import LatchkeyStore
 import LatchkeyTesting
 import Logging
 import NIOCore
+import NIOHTTP1
 import PostgresNIO
 import Synchronization
 import Testing
@@ -170,5 +172,23 @@ enum ExternalProcess {
         }
         guard bound else { throw CocoaError(.fileWriteUnknown) }
         return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+extension LatchkeyProcess {
+    /// One HTTP call to a server in another process (through the shared test client).
+    static func call(
+        _ method: NIOHTTP1.HTTPMethod, _ url: String, key: String?, body: String? = nil
+    ) async throws -> APIResponse {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let key { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await HTTPClientForTests.shared.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 1024 * 1024)
+        return APIResponse(status: Int(response.status.code), headers: [:], body: String(buffer: bytes))
     }
 }

@@ -4,9 +4,10 @@ import Synchronization
 
 /// The per-replica cache of API keys by hash, so a warm key costs no database
 /// round trip. Entries are dropped when Postgres announces a change to the key
-/// (LISTEN/NOTIFY, see `InvalidationListener`); while that listener is not
-/// connected the cache is bypassed, so a revocation on another replica is
-/// never missed, only paid for with a database read.
+/// (LISTEN/NOTIFY, see `InvalidationListener`). While that listener is not
+/// connected the cache is frozen, as `CredentialCache` is: keys it holds keep
+/// working through a database outage, unknown keys are looked up, nothing is
+/// added; on reconnection it starts empty.
 package final class KeyCache: Sendable, InvalidatingCache {
     private struct State {
         var entries: [[UInt8]: APIKeyRecord] = [:]
@@ -28,10 +29,10 @@ package final class KeyCache: Sendable, InvalidatingCache {
         self.capacity = capacity
     }
 
-    /// The record for a key hash: from memory when live, else from the store.
+    /// The record for a key hash: from memory when cached, else from the store.
     package func record(hash: [UInt8], store: KeyStore) async throws -> APIKeyRecord? {
         let (cached, generation) = self.state.withLock { state in
-            let cached = state.live ? state.entries[hash] : nil
+            let cached = state.entries[hash]
             if cached == nil { state.misses += 1 }
             return (cached, state.generation)
         }
@@ -56,15 +57,22 @@ package final class KeyCache: Sendable, InvalidatingCache {
     /// A notification: the payload is the key's id (anything else, which no
     /// trigger sends, drops everything to be safe).
     package func invalidate(payload: String) {
-        if let id = UUID(uuidString: payload) { self.invalidate(keyID: id) } else { self.setLive(self.isLive) }
+        if let id = UUID(uuidString: payload) {
+            self.invalidate(keyID: id)
+        } else {
+            self.state.withLock { state in
+                state.generation &+= 1
+                state.entries.removeAll()
+            }
+        }
     }
 
     /// The listener connected (start trusting notifications, from an empty
-    /// cache) or disconnected (stop caching).
+    /// cache) or disconnected (freeze: serve what is held, add nothing).
     package func setLive(_ live: Bool) {
         self.state.withLock { state in
             state.generation &+= 1
-            state.entries.removeAll()
+            if live { state.entries.removeAll() }
             state.live = live
         }
     }
@@ -81,6 +89,6 @@ package protocol InvalidatingCache: Sendable {
     /// Something changed; `payload` names it.
     func invalidate(payload: String)
     /// The listener connected (trust notifications, from an empty cache) or
-    /// lost its connection (stop caching until it is back).
+    /// lost its connection (freeze: serve what is held, add nothing).
     func setLive(_ live: Bool)
 }

@@ -36,9 +36,13 @@ struct RenderedInjection: Sendable {
 ///
 /// Entries are dropped when Postgres announces a change (LISTEN/NOTIFY on
 /// `latchkey_credentials`, see `InvalidationListener`); when the listener
-/// (re)connects the cache starts empty (a full reload), and while it is not
-/// connected the cache is bypassed, so a rotation or revocation on another
-/// replica is never missed, only paid for with a database read.
+/// (re)connects the cache starts empty (a full reload). While it is not
+/// connected the cache is *frozen*: what it holds is still served, nothing
+/// new is added (misses go to the database). That is what keeps warm
+/// credentials injecting through a database outage, when no change can be
+/// made anyway; the price is that if only the listening connection is lost,
+/// a change elsewhere is seen once the listener is back (it retries every
+/// second) rather than within the notification's latency.
 package final class CredentialCache: Sendable, InvalidatingCache {
     private struct State {
         var entries: [String: SealedCredential] = [:]
@@ -66,11 +70,11 @@ package final class CredentialCache: Sendable, InvalidatingCache {
 
     static func key(vault: String, name: String) -> String { vault + "/" + name }
 
-    /// The credential, from memory when live, else from the store.
+    /// The credential, from memory when cached, else from the store.
     package func credential(vault: String, name: String, store: VaultStore) async throws -> SealedCredential? {
         let key = Self.key(vault: vault, name: name)
         let (cached, generation) = self.state.withLock { state in
-            let cached = state.live ? state.entries[key] : nil
+            let cached = state.entries[key]
             if cached == nil { state.misses += 1 } else { state.hits += 1 }
             return (cached, state.generation)
         }
@@ -84,11 +88,11 @@ package final class CredentialCache: Sendable, InvalidatingCache {
         return credential
     }
 
-    /// A rendered answer still good at `now`, when the cache is live.
+    /// A rendered answer still good at `now`.
     func rendered(vault: String, name: String, now: Date) -> RenderedInjection? {
         let key = Self.key(vault: vault, name: name)
         return self.state.withLock { state in
-            guard state.live, let hit = state.rendered[key], hit.validUntil.map({ now < $0 }) ?? true else {
+            guard let hit = state.rendered[key], hit.validUntil.map({ now < $0 }) ?? true else {
                 return nil
             }
             state.hits += 1
@@ -132,9 +136,12 @@ package final class CredentialCache: Sendable, InvalidatingCache {
     package func setLive(_ live: Bool) {
         let woken = self.state.withLock { state in
             state.generation &+= 1
-            state.entries.removeAll()
-            state.rendered.removeAll()
-            state.dependents.removeAll()
+            if live {
+                // Connected: whatever changed while disconnected is unknown, so start over.
+                state.entries.removeAll()
+                state.rendered.removeAll()
+                state.dependents.removeAll()
+            }
             state.live = live
             // Whatever they waited for may have happened while disconnected.
             let all = state.waiters.values.flatMap(\.values)
