@@ -11,10 +11,19 @@ import NIOCore
 /// 7's `{"error": {"code", "message"}}` shape. Errors that are not
 /// `LatchkeyError`s are bugs: they are logged and answered as a generic 500
 /// whose message reveals nothing.
+///
+/// It also times the request into `latchkey_http_request_duration_seconds`
+/// (by route template, method and status) and sets the request's database
+/// deadline (`DatabaseDeadline`).
 package struct APIErrorMiddleware: RouterMiddleware {
     package typealias Context = LatchkeyRequestContext
+    let metrics: RequestMetrics?
+    let databaseTimeout: Duration?
 
-    package init() {}
+    package init(metrics: RequestMetrics? = nil, databaseTimeout: Duration? = nil) {
+        self.metrics = metrics
+        self.databaseTimeout = databaseTimeout
+    }
 
     package func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
@@ -26,17 +35,21 @@ package struct APIErrorMiddleware: RouterMiddleware {
         context.logger[metadataKey: "hb.request.id"] = nil
         var response: Response
         do {
-            response = try await next(request, context)
+            response = try await DatabaseDeadline.$timeout.withValue(self.databaseTimeout) {
+                try await next(request, context)
+            }
         } catch {
             response = Self.render(error, request: request, logger: context.logger)
         }
         response.headers[Self.requestIDHeader] = requestID
         let elapsed = ContinuousClock.now - start
+        let route = context.endpointPath ?? "unmatched"
+        self.metrics?.record(route: route, method: request.method, status: response.status.code, elapsed)
         context.logger.info(
             "request",
             metadata: [
                 "http.method": "\(request.method.rawValue)",
-                "http.route": "\(context.endpointPath ?? "unmatched")",
+                "http.route": "\(route)",
                 "http.status": "\(response.status.code)",
                 "http.duration_ms": "\(Self.milliseconds(elapsed))",
                 "auth.principal": "\(context.principal?.name ?? "-")",

@@ -27,6 +27,8 @@ package struct RouterDependencies: Sendable {
     package var refreshWait: Duration = .seconds(20)
     /// `LATCHKEY_PUBLIC_URL`: the base browsers reach (connect links, the OAuth callback).
     package var publicURL: String?
+    /// `LATCHKEY_DATABASE_TIMEOUT`: how long a request waits for the database.
+    package var databaseTimeout: Duration?
     /// How long a connect link stays valid.
     package var connectSessionLifetime: Duration = .seconds(1800)
     package var now: @Sendable () -> Date
@@ -62,14 +64,17 @@ package struct RouterDependencies: Sendable {
 /// | proxy | proxy keys scoped to the credential | `/v1/inject/...`, `/v1/sign/...` |
 package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyRequestContext> {
     let router = Router(context: LatchkeyRequestContext.self)
-    router.add(middleware: APIErrorMiddleware())
+    router.add(
+        middleware: APIErrorMiddleware(
+            metrics: RequestMetrics(registry: dependencies.metrics), databaseTimeout: dependencies.databaseTimeout))
 
     router.get("healthz") { _, _ in
         try APIJSON.response(["status": "ok"])
     }
     router.get("readyz") { _, context in
         do {
-            let status = try await dependencies.migrator.status(dependencies.store.client)
+            let client = dependencies.store.client
+            let status = try await withDatabaseErrors { try await dependencies.migrator.status(client) }
             guard status.isCurrent else {
                 return APIErrorMiddleware.response(
                     for: LatchkeyError(
@@ -85,7 +90,10 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
 
     // Prometheus text format. Open like the health checks (scrapers rarely
     // carry credentials): it names no credential, vault or key, only counts.
+    let scraped = ScrapedMetrics(
+        registry: dependencies.metrics, credentials: dependencies.credentials, keys: dependencies.authentication.cache)
     router.get("metrics") { _, _ in
+        scraped.update()
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
         let body = dependencies.metrics.emitToBuffer()

@@ -312,6 +312,25 @@ struct RefreshLifecycleTests {
             #expect(scrape.body.contains(#"latchkey_oauth_credentials{status="backoff"} 1"#))
             #expect(scrape.body.contains(#"latchkey_oauth_credentials{status="active"} 0"#))
             #expect(scrape.body.contains("latchkey_refresh_due_backlog 0"))
+            // Request durations by route template and status, never by path.
+            let refreshRoute = #"route="/v1/vaults/{vault}/credentials/{name}/refresh",method="POST""#
+            #expect(
+                scrape.body.contains(#"latchkey_http_request_duration_seconds_count{\#(refreshRoute),status="200"} 1"#))
+            #expect(
+                scrape.body.contains(#"latchkey_http_request_duration_seconds_count{\#(refreshRoute),status="502"} 1"#))
+            #expect(!scrape.body.contains("/credentials/tok"), "a credential's name reached a label")
+            // Injection cache, database activity, the listener.
+            let key = try await client.call(
+                .post, "/v1/keys", key: harness.adminKey,
+                body: json(["name": "p", "role": "proxy", "vaults": ["default"]]))
+            let proxy = try #require(key.json["key"].stringValue)
+            for _ in 0..<3 { #expect(try await client.call(.get, "/v1/inject/default/tok", key: proxy).status == 200) }
+            let second = try await client.call(.get, "/metrics", key: nil).body
+            #expect(second.contains(#"latchkey_injection_cache_lookups_total{result="miss"} 1"#), "\(second)")
+            #expect(second.contains(#"latchkey_injection_cache_lookups_total{result="hit"} 2"#))
+            #expect(second.contains("latchkey_database_operations_total "))
+            #expect(second.contains("latchkey_database_operations_in_flight "))
+            #expect(second.contains("latchkey_cache_listener_connected 1"))
             let stored = try await harness.withStore { try await $0.openValue(vault: "default", name: "tok") }
             #expect(!scrape.body.contains(try #require(stored["refresh_token"]?.stringValue)))
         }
