@@ -38,6 +38,9 @@ package enum CredentialValidator {
         switch type {
         case .bearer:
             let token = try fields.requiredString("token")
+            guard Names.isValidHeaderValue(token) else {
+                throw .validation("value.token", "must not contain line breaks (it becomes a header)")
+            }
             result = .init(secret: ["token": .string(token)], attributes: [:])
         case .apiKey:
             let key = try fields.requiredString("key")
@@ -201,6 +204,9 @@ package enum CredentialValidator {
         let client = try fields.requiredString("client")
         var secret: [String: JSONValue] = ["client": .string(client)]
         let access = try fields.optionalString("access_token")
+        if let access, !Names.isValidHeaderValue(access) {
+            throw .validation("value.access_token", "must not contain line breaks (it becomes a header)")
+        }
         let refresh = try fields.optionalString("refresh_token")
         guard access != nil || refresh != nil else {
             throw .validation("value", "an oauth credential needs 'access_token', 'refresh_token' or both")

@@ -50,6 +50,8 @@ package struct JSONFields {
         guard text.utf8.count <= maxBytes else {
             throw .validation(self.prefix + name, "is longer than \(maxBytes) bytes")
         }
+        // PostgreSQL text cannot hold U+0000, and no field here has a use for it.
+        guard !text.utf8.contains(0) else { throw .validation(self.prefix + name, "must not contain NUL characters") }
         return text
     }
 
@@ -69,9 +71,9 @@ package struct JSONFields {
         var strings: [String] = []
         for item in items {
             guard case .string(let text) = item, !text.isEmpty, text.utf8.count <= 1024,
-                !text.contains(where: \.isWhitespace)
+                !text.contains(where: \.isWhitespace), !text.utf8.contains(0)
             else {
-                throw .validation(self.prefix + name, "must hold non-empty strings without spaces")
+                throw .validation(self.prefix + name, "must hold non-empty strings without spaces or NUL characters")
             }
             strings.append(text)
         }
@@ -81,9 +83,10 @@ package struct JSONFields {
     package mutating func optionalStringMap(_ name: String) throws(LatchkeyError) -> [String: JSONValue]? {
         guard let value = self.take(name) else { return nil }
         guard case .object(let map) = value, map.count <= 64,
-            map.values.allSatisfy({ $0.stringValue.map { $0.utf8.count <= 4096 } ?? false })
+            map.values.allSatisfy({ $0.stringValue.map { $0.utf8.count <= 4096 && !$0.utf8.contains(0) } ?? false }),
+            map.keys.allSatisfy({ !$0.utf8.contains(0) })
         else {
-            throw .validation(self.prefix + name, "must be an object of at most 64 string values")
+            throw .validation(self.prefix + name, "must be an object of at most 64 string values (no NUL characters)")
         }
         return map
     }

@@ -34,6 +34,7 @@ struct Parameters {
         guard !value.isEmpty, value.utf8.count <= maxLength else {
             throw Self.invalid(name, "must be between 1 and \(maxLength) characters")
         }
+        guard !value.utf8.contains(0) else { throw Self.invalid(name, "must not contain NUL characters") }
         return String(value)
     }
 

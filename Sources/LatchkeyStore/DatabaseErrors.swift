@@ -18,7 +18,12 @@ package func translateDatabaseError(_ error: any Error) -> any Error {
     case let error as PSQLError:
         // Errors the server reported (a failed constraint, bad SQL) carry a
         // SQLSTATE; connection-level failures do not.
-        if error.serverInfo?[.sqlState] == nil { return LatchkeyError.databaseUnavailable }
+        guard let state = error.serverInfo?[.sqlState] else { return LatchkeyError.databaseUnavailable }
+        // A backstop for input the readers let through: text PostgreSQL cannot
+        // store is the caller's mistake, not a 500.
+        if state == "22021" || state == "22P05" {
+            return LatchkeyError(.validationFailed, "The request holds text the database cannot store (such as NUL).")
+        }
         return error
     default:
         return error

@@ -220,6 +220,37 @@ struct BadInputTests {
         Case(
             label: "rotate with extra field", method: .post, uri: "\(credentials)/existing/rotate",
             body: #"{"value": {"token": "t"}, "name": "x"}"#, status: 422, code: "VALIDATION_FAILED", field: "name"),
+        // Text PostgreSQL cannot store, and values that would split a header (found by scripts/fuzz).
+        Case(
+            label: "NUL in a description", method: .post, uri: credentials,
+            body: #"{"name": "a", "type": "bearer", "description": "x\u0000y", "value": {"token": "t"}}"#,
+            status: 422, code: "VALIDATION_FAILED", field: "description"),
+        Case(
+            label: "NUL in a vault description", method: .post, uri: "/v1/vaults",
+            body: #"{"name": "nulvault", "description": "a\u0000b"}"#, status: 422, code: "VALIDATION_FAILED",
+            field: "description"),
+        Case(
+            label: "NUL in scopes", method: .post, uri: credentials,
+            body:
+                #"{"name": "a", "type": "oauth_client", "value": {"client_id": "i", "client_secret": "s", "token_url": "https://x.example/t", "scopes": ["a\u0000b"]}}"#,
+            status: 422, code: "VALIDATION_FAILED", field: "value.scopes"),
+        Case(
+            label: "NUL in a search", method: .get, uri: "\(credentials)?q=a%00b", body: nil, status: 400,
+            code: "INVALID_PARAMETER", field: "q"),
+        Case(
+            label: "NUL in an audit filter", method: .get, uri: "/v1/audit?actor=a%00b", body: nil, status: 400,
+            code: "INVALID_PARAMETER", field: "actor"),
+        Case(
+            label: "line break in a bearer token", method: .post, uri: credentials,
+            body: #"{"name": "a", "type": "bearer", "value": {"token": "abc\r\nX-Evil: 1"}}"#, status: 422,
+            code: "VALIDATION_FAILED", field: "value.token"),
+        Case(
+            label: "line break in an access token", method: .post, uri: credentials,
+            body: #"{"name": "a", "type": "oauth", "value": {"client": "c", "access_token": "abc\ndef"}}"#,
+            status: 422, code: "VALIDATION_FAILED", field: "value.access_token"),
+        Case(
+            label: "line break in a rotated token", method: .post, uri: "\(credentials)/existing/rotate",
+            body: #"{"value": {"token": "abc\ndef"}}"#, status: 422, code: "VALIDATION_FAILED", field: "value.token"),
         Case(label: "unknown route", method: .get, uri: "/v1/nothing-here", body: nil, status: 404, code: "NOT_FOUND"),
         Case(
             label: "unsupported method", method: .put, uri: "\(credentials)/existing", body: "{}", status: 404,

@@ -163,6 +163,9 @@ struct InjectionTests {
             let key = try await self.proxyKey(client, harness)
             let before = try await self.inject(client, key, "tok")
             let first = try #require(before.json["headers"]["Authorization"].stringValue)
+            // RFC 3339 with its zone, like every other time the API writes.
+            let expiresAt = try #require(before.json["expires_at"].stringValue)
+            #expect(expiresAt.hasSuffix("Z") && (try? Date(expiresAt, strategy: .iso8601)) != nil, "\(expiresAt)")
             harness.clock.advance(by: 3_400)  // 200 s left: inside the 300 s window
             // Twenty sidecar requests at once: one refresh, and all get the new token.
             let answers = try await withThrowingTaskGroup(of: String?.self) { group in
@@ -308,6 +311,12 @@ struct InjectionTests {
                     "payload_sha256"
                 ),
                 (["url": "https://example.amazonaws.com/", "payload_sha256": emptyHash], "method"),
+                (
+                    [
+                        "method": "GET", "url": "https://example.amazonaws.com/", "payload_sha256": emptyHash,
+                        "headers": "X-Amz-Date: 20150830T123600Z",
+                    ], "headers"
+                ),
             ] as [([String: Any], String)] {
                 let response = try await client.call(.post, "/v1/sign/default/aws", key: key, body: json(body))
                 #expect(response.status == 422, "\(field): \(response.body)")

@@ -67,13 +67,19 @@ struct InjectionController: Sendable {
         let urlText = try fields.requiredString("url")
         let payloadHash = try fields.requiredString("payload_sha256")
         var headers: [(String, String)] = []
-        if case .object(let given)? = fields.take("headers") {
+        switch fields.take("headers") {
+        case nil:
+            break
+        case .object(let given)?:
             for (header, value) in given.sorted(by: { $0.key < $1.key }) {
                 guard let text = value.stringValue else {
                     throw LatchkeyError.validation("headers.\(header)", "must be a string")
                 }
                 headers.append((header, text))
             }
+        case let other?:
+            throw LatchkeyError.validation(
+                "headers", "must be an object of header name to value, not \(other.typeName)")
         }
         try fields.refuseLeftovers()
         guard let url = URLComponents(string: urlText), let host = url.host, !host.isEmpty,
@@ -144,6 +150,7 @@ struct InjectionController: Sendable {
     }
 
     private static func rfc3339(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false))
+        date.formatted(
+            .iso8601.year().month().day().time(includingFractionalSeconds: false).timeZone(separator: .omitted))
     }
 }
