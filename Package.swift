@@ -107,7 +107,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            plugins: ["EmbedOpenAPIPlugin"]
         ),
         // Composition root: Configuration -> buildApplication(...).
         .target(
@@ -213,6 +214,12 @@ let package = Package(
         ),
         .plugin(
             name: "EmbedMigrationsPlugin",
+            capability: .buildTool(),
+            dependencies: ["EmbedMigrationsTool"]
+        ),
+        // The same for openapi.json, served at GET /openapi.json.
+        .plugin(
+            name: "EmbedOpenAPIPlugin",
             capability: .buildTool(),
             dependencies: ["EmbedMigrationsTool"]
         ),

@@ -21,6 +21,8 @@ package struct LatchkeyServer: Sendable {
     package let background: BackgroundWork
     /// What `/metrics` renders; each server has its own.
     package let metrics: PrometheusCollectorRegistry
+    /// Every route the router has, as `GET /v1/vaults/{vault}` (the OpenAPI coverage test reads it).
+    package let routes: [String]
 }
 
 /// Builds the Latchkey server: the Postgres pool, the key-change listener and
@@ -103,7 +105,8 @@ package func buildServer(
     return LatchkeyServer(
         application: application, usageFlusher: flusher, keyCache: cache, credentialCache: credentials,
         refresher: refresher, background: background,
-        metrics: registry)
+        metrics: registry,
+        routes: router.routes.map { "\($0.method.rawValue) \($0.path)" })
 }
 
 /// The server as an application to run (`latchkey serve`, most tests).

@@ -90,6 +90,14 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
 
     // Prometheus text format. Open like the health checks (scrapers rarely
     // carry credentials): it names no credential, vault or key, only counts.
+    // The checked-in openapi.json, embedded at build time (EmbedOpenAPIPlugin).
+    let openAPI = ByteBuffer(bytes: embeddedOpenAPIFiles.first.flatMap { Data(base64Encoded: $0.base64) } ?? Data())
+    router.get("openapi.json") { _, _ in
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: openAPI))
+    }
+
     let scraped = ScrapedMetrics(
         registry: dependencies.metrics, credentials: dependencies.credentials, keys: dependencies.authentication.cache)
     router.get("metrics") { _, _ in

@@ -159,10 +159,13 @@ struct Harness: Sendable {
 
 /// The running server's usage flusher, key cache and refresher, for tests.
 final class FlusherBox: Sendable {
-    private let parts = Mutex<(UsageFlusher, KeyCache, BackgroundWork, CredentialCache)?>(nil)
+    private let parts = Mutex<(UsageFlusher, KeyCache, BackgroundWork, CredentialCache, [String])?>(nil)
     func set(_ server: LatchkeyServer) {
-        self.parts.withLock { $0 = (server.usageFlusher, server.keyCache, server.background, server.credentialCache) }
+        self.parts.withLock {
+            $0 = (server.usageFlusher, server.keyCache, server.background, server.credentialCache, server.routes)
+        }
     }
+    var routes: [String] { self.parts.withLock { $0?.4 ?? [] } }
     var credentials: CredentialCache? { self.parts.withLock { $0?.3 } }
     func get() -> UsageFlusher? { self.parts.withLock { $0?.0 } }
     var cache: KeyCache? { self.parts.withLock { $0?.1 } }
