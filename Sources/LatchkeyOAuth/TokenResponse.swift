@@ -118,6 +118,10 @@ package enum TokenResponseParser {
         guard let access = fields["access_token"]?.stringValue, !access.isEmpty else {
             return .failure(.malformed(reason: "no access_token in the response"))
         }
+        // It becomes a header: a provider's line break must not split one.
+        guard Names.isValidHeaderValue(access) else {
+            return .failure(.malformed(reason: "the access_token holds a line break or NUL"))
+        }
         var expiresIn: Int?
         switch fields["expires_in"] {
         case .number(let seconds)?: expiresIn = Int(exactly: seconds.rounded(.down))

@@ -80,6 +80,16 @@ struct TokenResponseParserTests {
             Issue.record("no access_token is malformed")
             return
         }
+        // An access token becomes a header: a provider cannot split one.
+        for hostile in [#"{"access_token":"a\r\nX-Evil: 1"}"#, "access_token=a%0Ab&token_type=bearer"] {
+            guard
+                case .failure(.malformed) = parse(
+                    hostile, type: hostile.hasPrefix("{") ? "application/json" : "application/x-www-form-urlencoded")
+            else {
+                Issue.record("an access_token with a line break is malformed: \(hostile)")
+                return
+            }
+        }
     }
 
     @Test func formEncodingIsStrict() {
