@@ -184,6 +184,51 @@ struct InjectionTests {
         }
     }
 
+    /// The SPEC's "refreshed when a use fails": a sidecar whose upstream
+    /// refused the token reports it, and gets a fresh one; a report about a
+    /// token already replaced refreshes nothing.
+    @Test func aReportedRefusalRefreshesTheTokenOnceAndAnswersTheNewOne() async throws {
+        try await RefresherTests().withToken(expiresIn: 3600) { harness, client, simulator in
+            let key = try await self.proxyKey(client, harness)
+            let first = try #require(
+                try await self.inject(client, key, "tok").json["headers"]["Authorization"].stringValue)
+            let refused = String(first.dropFirst("Bearer ".count))
+            let digest = OneTimeSecret.hash(refused).map { String(format: "%02x", $0) }.joined()
+            let grants = simulator.grants(clientID: "app", type: "refresh_token")
+            func report(_ body: [String: Any], _ name: String = "tok") async throws -> APIResponse {
+                try await client.call(.post, "/v1/inject/default/\(name)/rejected", key: key, body: json(body))
+            }
+            // Far from expiry, but refused upstream: refreshed now, and the new token answered.
+            let answer = try await report(["token_sha256": digest])
+            #expect(answer.status == 200, "\(answer.body)")
+            let second = try #require(answer.json["headers"]["Authorization"].stringValue)
+            #expect(second != first)
+            #expect(simulator.grants(clientID: "app", type: "refresh_token") == grants + 1)
+            #expect(try await self.inject(client, key, "tok").json["headers"]["Authorization"] == .string(second))
+            // The same report again (another sidecar, or late): nothing to do.
+            let late = try await report(["token_sha256": digest.uppercased()])
+            #expect(late.json["headers"]["Authorization"] == .string(second))
+            #expect(simulator.grants(clientID: "app", type: "refresh_token") == grants + 1)
+            // Bad reports: a clear error each, nothing refreshed.
+            for (body, field) in [
+                ([:], "token_sha256"), (["token_sha256": "abc"], "token_sha256"),
+                (["token_sha256": digest, "extra": 1], "extra"),
+            ] as [([String: Any], String)] {
+                let bad = try await report(body)
+                #expect(bad.status == 422, "\(bad.body)")
+                #expect(bad.json["error"]["field"] == .string(field), "\(bad.body)")
+            }
+            try await self.create(client, harness, "gh", "bearer", ["token": "static"])
+            let staticToken = try await report(["token_sha256": digest], "gh")
+            #expect(staticToken.status == 422, "\(staticToken.body)")
+            #expect(simulator.grants(clientID: "app", type: "refresh_token") == grants + 1)
+            // The refresh is audited with the sidecar's key as the actor.
+            let audit = try await client.call(
+                .get, "/v1/audit?credential=tok&action=credential.refresh", key: harness.adminKey)
+            #expect(audit.body.contains("key:"), "\(audit.body)")
+        }
+    }
+
     @Test func aWarmCredentialCostsNoDatabaseReadAndUseIsCounted() async throws {
         try await Harness.withApp(.live) { harness, client in
             try await self.create(client, harness, "gh", "bearer", ["token": "ghp_counted"])

@@ -25,6 +25,26 @@ struct InjectionController: Sendable {
             return response
         }
         group.post("sign/{vault}/{name}", use: self.sign)
+        group.post("inject/{vault}/{name}/rejected", use: self.rejected)
+    }
+
+    /// `POST /v1/inject/{vault}/{name}/rejected` `{"token_sha256": "<hex>"}`:
+    /// the provider refused the token the sidecar was given (an upstream
+    /// 401). Refreshes it if it is still current (see
+    /// `Injector.reportRejected`) and answers like `GET`, with the token to
+    /// retry with.
+    @Sendable func rejected(_ request: Request, context: LatchkeyRequestContext) async throws -> Response {
+        let parameters = Parameters(request: request, context: context)
+        let (vault, name) = (try parameters.vault(), try parameters.credentialName())
+        var fields = try JSONFields(body: await APIJSON.body(request), subject: "a refused-token report")
+        let digest = try fields.requiredString("token_sha256")
+        guard digest.utf8.count == 64, digest.allSatisfy(\.isHexDigit) else {
+            throw LatchkeyError.validation(
+                "token_sha256", "must be the SHA-256 of the refused access token, as 64 hexadecimal characters")
+        }
+        try fields.refuseLeftovers()
+        try await self.injector.reportRejected(vault: vault, name: name, tokenSHA256: digest, by: context.caller)
+        return try await self.inject(request, context: context)
     }
 
     /// 200 with the headers to add, as JSON and as response headers (for

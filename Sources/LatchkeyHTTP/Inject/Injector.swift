@@ -176,6 +176,46 @@ struct Injector: Sendable {
         return fresh
     }
 
+    /// A sidecar reports that the provider refused the access token whose
+    /// SHA-256 is `tokenSHA256` (an upstream 401). If that is still the stored
+    /// token it is refreshed now, whatever its expiry says: the SPEC's "tokens
+    /// without an expiry are refreshed when a use fails". A report about a
+    /// token already replaced changes nothing, so a burst of reports, or a late
+    /// one, costs one refresh at most. The row is read past the cache.
+    func reportRejected(vault: String, name: String, tokenSHA256: String, by principal: Principal) async throws {
+        guard let credential = try await self.store.sealedCredential(vault: vault, name: name) else {
+            throw LatchkeyError.credentialNotFound(vault: vault, name: name)
+        }
+        guard credential.type.isRefreshable else {
+            throw LatchkeyError.validation(
+                "name",
+                "'\(name)' is a \(credential.type.rawValue) credential: nothing can refresh it; rotate it with a new value"
+            )
+        }
+        try Self.refuseIfUnusable(credential, name: name)
+        let current = try self.store.open(credential)["access_token"]?.stringValue
+        let digest = current.map { OneTimeSecret.hash($0).map { String(format: "%02x", $0) }.joined() }
+        guard digest == tokenSHA256.lowercased() else { return }
+        do {
+            switch try await self.refresher.refreshNow(vault: vault, name: name, by: principal) {
+            case .refreshed:
+                break
+            case .backoff(_, let reason):
+                var error = LatchkeyError(
+                    .providerUnavailable, "The provider could not refresh '\(name)' (\(reason)); retry shortly.")
+                error.statusOverride = 503
+                throw error
+            case .needsReauth(let reason):
+                throw LatchkeyError(.needsReauth, "'\(name)' needs re-authorisation: \(reason).")
+            }
+        } catch let error as LatchkeyError where error.code == .refreshInProgress {
+            // Another report, or the refresher, got there first: its commit is announced.
+            await self.cache.waitForChange(vault: vault, name: name, timeout: self.refreshWait)
+        }
+        // This replica's own notification may still be on its way: answer from the new row.
+        self.cache.invalidate(payload: Self.key(vault, name))
+    }
+
     private static func refuseIfUnusable(_ credential: SealedCredential, name: String) throws {
         switch credential.status {
         case .needsReauth:
