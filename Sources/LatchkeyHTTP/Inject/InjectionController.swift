@@ -63,7 +63,7 @@ struct InjectionController: Sendable {
         self.recordUse(credential.id, by: context.caller)
         var body: [String: JSONValue] = [
             "headers": .object(Dictionary(injection.headers.map { ($0.0, .string($0.1)) }) { _, last in last }),
-            "expires_at": injection.expiresAt.map { .string(Self.rfc3339($0)) } ?? .null,
+            "expires_at": injection.expiresAt.map { .string(ISO8601DateFormatter().string(from: $0)) } ?? .null,
         ]
         if !injection.query.isEmpty { body["query"] = .object(injection.query.mapValues(JSONValue.string)) }
         let (headers, buffer) = try Self.render(body, headers: injection.headers)
@@ -167,10 +167,5 @@ struct InjectionController: Sendable {
         // Secrets: never cached by anything between Latchkey and the sidecar.
         fields[.cacheControl] = "no-store"
         return (fields, ByteBuffer(bytes: try APIJSON.encoder.encode(body)))
-    }
-
-    private static func rfc3339(_ date: Date) -> String {
-        date.formatted(
-            .iso8601.year().month().day().time(includingFractionalSeconds: false).timeZone(separator: .omitted))
     }
 }
