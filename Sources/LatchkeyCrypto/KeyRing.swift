@@ -35,7 +35,7 @@ package struct MasterKey: Sendable {
     }
 
     package var hex: String {
-        self.key.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
+        self.key.withUnsafeBytes { Hex.lowercase($0) }
     }
 
     private static func decodeHex(_ text: String) -> [UInt8]? {

@@ -186,7 +186,7 @@ package enum SigV4 {
         let stringToSign = Self.stringToSign(
             canonicalRequest: prepared.canonicalRequest, amzDate: prepared.amzDate, credentialScope: scope)
         let key = Self.signingKey(credentials: credentials, dateStamp: prepared.dateStamp)
-        let signature = Self.hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: key))
+        let signature = Hex.lowercase(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: key))
         let authorization =
             "\(Self.algorithm) Credential=\(credentials.accessKeyID)/\(scope), "
             + "SignedHeaders=\(prepared.signedHeaders), Signature=\(signature)"
@@ -211,7 +211,7 @@ package enum SigV4 {
     /// AWS's "string to sign": the algorithm, the request date-time, the credential scope and the hex SHA-256
     /// of the canonical request, one per line.
     package static func stringToSign(canonicalRequest: String, amzDate: String, credentialScope: String) -> String {
-        let hash = Self.hex(SHA256.hash(data: Data(canonicalRequest.utf8)))
+        let hash = Hex.lowercase(SHA256.hash(data: Data(canonicalRequest.utf8)))
         return "\(Self.algorithm)\n\(amzDate)\n\(credentialScope)\n\(hash)"
     }
 
@@ -572,14 +572,6 @@ package enum SigV4 {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
         default: nil
         }
-    }
-
-    /// Lowercase hex of a digest or MAC.
-    static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        let hexDigits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for byte in bytes { out += [hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0x0F)]] }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// A header name for an error message: quoted, escaped and cut to 64 characters.

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import LatchkeyCrypto
 package import Logging
 package import PostgresNIO
 
@@ -20,7 +21,7 @@ package struct Migration: Sendable, Hashable {
         self.version = version
         self.name = fileName
         self.sql = sql
-        self.checksum = SHA256.hash(data: Array(sql.utf8)).map { String(format: "%02x", $0) }.joined()
+        self.checksum = Hex.lowercase(SHA256.hash(data: Array(sql.utf8)))
     }
 
     /// The migrations embedded in this binary at build time, in order.

@@ -194,23 +194,18 @@ struct Injector: Sendable {
         }
         try Self.refuseIfUnusable(credential, name: name)
         let current = try self.store.open(credential)["access_token"]?.stringValue
-        let digest = current.map { OneTimeSecret.hash($0).map { String(format: "%02x", $0) }.joined() }
-        guard digest == tokenSHA256.lowercased() else { return }
-        do {
-            switch try await self.refresher.refreshNow(vault: vault, name: name, by: principal) {
-            case .refreshed:
-                break
-            case .backoff(_, let reason):
-                var error = LatchkeyError(
-                    .providerUnavailable, "The provider could not refresh '\(name)' (\(reason)); retry shortly.")
-                error.statusOverride = 503
-                throw error
-            case .needsReauth(let reason):
-                throw LatchkeyError(.needsReauth, "'\(name)' needs re-authorisation: \(reason).")
-            }
-        } catch let error as LatchkeyError where error.code == .refreshInProgress {
-            // Another report, or the refresher, got there first: its commit is announced.
-            await self.cache.waitForChange(vault: vault, name: name, timeout: self.refreshWait)
+        guard current.map({ Hex.lowercase(OneTimeSecret.hash($0)) }) == tokenSHA256.lowercased() else { return }
+        // The same single-flight refresh as a token in its window (or a wait for
+        // the replica that holds the claim), then the outcome from the new row.
+        let fresh = try await self.refreshed(vault: vault, name: name, credential: credential, by: principal)
+        try Self.refuseIfUnusable(fresh, name: name)
+        if fresh.status == .backoff {
+            var error = LatchkeyError(
+                .providerUnavailable,
+                "The provider could not refresh '\(name)'" + (fresh.lastError.map { " (\($0))" } ?? "")
+                    + "; retry shortly.")
+            error.statusOverride = 503
+            throw error
         }
         // This replica's own notification may still be on its way: answer from the new row.
         self.cache.invalidate(payload: Self.key(vault, name))
