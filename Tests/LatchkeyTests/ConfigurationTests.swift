@@ -4,13 +4,11 @@ import Testing
 
 @Suite("Configuration: every LATCHKEY_* variable, its flag and its README row")
 struct ConfigurationTests {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
 
     @Test func everySettingHasAFlagAndAReadmeRowAndNothingElseIsRead() async throws {
         let help = try await LatchkeyProcess.run(["serve", "--help"], environment: [:])
         #expect(help.status == 0)
-        let readme = try String(contentsOf: Self.repository.appendingPathComponent("README.md"), encoding: .utf8)
+        let readme = try String(contentsOf: repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
         for setting in LatchkeyConfiguration.settings {
             #expect(help.stdout.contains(setting.flag + " "), "serve --help lacks \(setting.flag)")
             #expect(readme.contains("| `\(setting.variable)` |"), "README's table lacks \(setting.variable)")
@@ -19,7 +17,7 @@ struct ConfigurationTests {
         let documented = Set(LatchkeyConfiguration.settings.map(\.variable))
         let pattern = try Regex(#"LATCHKEY_[A-Z_]+[A-Z]"#)
         for target in ["LatchkeyApp", "LatchkeyCLI", "LatchkeyHTTP", "LatchkeyStore", "LatchkeyRefresher"] {
-            let directory = Self.repository.appendingPathComponent("Sources/\(target)")
+            let directory = repositoryRoot.appendingPathComponent("Sources/\(target)")
             for case let file as URL in FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil)!
             where file.pathExtension == "swift" {
                 let source = try String(contentsOf: file, encoding: .utf8)

@@ -20,8 +20,7 @@ struct MigrationTests {
     let logger = Logger(label: "migration-test")
 
     @Test func embeddedMigrationsMatchTheFilesInTheRepository() throws {
-        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Migrations")
+        let directory = repositoryRoot.appendingPathComponent("Migrations")
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }
             .sorted()
         #expect(Migration.embedded.map(\.name) == files)

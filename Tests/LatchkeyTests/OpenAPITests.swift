@@ -6,7 +6,7 @@ import Testing
 
 @Suite("OpenAPI: the document and the router describe the same API")
 struct OpenAPITests {
-    static let document = ConfigurationTests.repository.appendingPathComponent("openapi.json")
+    static let document = repositoryRoot.appendingPathComponent("openapi.json")
 
     /// `METHOD /path/{param}` for every operation in openapi.json.
     static func documented() throws -> Set<String> {

@@ -14,8 +14,6 @@ import Testing
 /// SIGTERM under load, and a PostgreSQL restart under load.
 @Suite("Operations: graceful shutdown and database faults, as real processes")
 struct OperationsTests {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
 
     /// SIGTERM while provider calls are held open and sidecars inject in a
     /// loop: the listener closes, every request already in flight completes
@@ -304,7 +302,7 @@ struct OperationsTests {
         }
 
         private func script(_ command: String) async throws {
-            let library = OperationsTests.repository.appendingPathComponent("scripts/lib/postgres.sh").path
+            let library = repositoryRoot.appendingPathComponent("scripts/lib/postgres.sh").path
             // Foundation's Process on Linux reports an exit only once every
             // descendant has let go of a descriptor it passes down; the
             // postmaster pg_ctl leaves running would hold it for good. So the

@@ -105,7 +105,25 @@ enum LatchkeyProcess {
         process.standardInput = try FileHandle(forReadingFrom: inURL)
         process.standardOutput = try FileHandle(forWritingTo: outURL)
         process.standardError = try FileHandle(forWritingTo: errURL)
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+        let status = try await ExternalProcess.runToExit(process)
+        return Result(
+            status: status,
+            stdout: try String(contentsOf: outURL, encoding: .utf8),
+            stderr: try String(contentsOf: errURL, encoding: .utf8))
+    }
+}
+
+/// Where the repository is, for tests that read its files (README, openapi.json,
+/// Migrations/, scripts/lib/).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// Another program (Chromium), run to completion with its output captured
+/// through a file.
+enum ExternalProcess {
+    /// Starts `process` and waits for it to exit, without blocking a thread.
+    static func runToExit(_ process: Process) async throws -> Int32 {
+        try await withCheckedThrowingContinuation { continuation in
             process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
             do {
                 try process.run()
@@ -114,16 +132,8 @@ enum LatchkeyProcess {
                 continuation.resume(throwing: error)
             }
         }
-        return Result(
-            status: status,
-            stdout: try String(contentsOf: outURL, encoding: .utf8),
-            stderr: try String(contentsOf: errURL, encoding: .utf8))
     }
-}
 
-/// Another program (Chromium), run to completion with its output captured
-/// through a file.
-enum ExternalProcess {
     static func run(
         _ executable: String, _ arguments: [String]
     ) async throws -> (status: Int32, stdout: String, stderr: String) {
@@ -141,15 +151,7 @@ enum ExternalProcess {
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = try FileHandle(forWritingTo: output)
         process.standardError = try FileHandle(forWritingTo: errors)
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(throwing: error)
-            }
-        }
+        let status = try await ExternalProcess.runToExit(process)
         return (
             status, try String(contentsOf: output, encoding: .utf8), try String(contentsOf: errors, encoding: .utf8)
         )
