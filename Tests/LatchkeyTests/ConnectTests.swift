@@ -31,23 +31,14 @@ struct ConnectTests {
     func withConnect(
         _ body: @escaping @Sendable (Harness, any TestClientProtocol, ProviderSimulator) async throws -> Void
     ) async throws {
-        try await ProviderSimulator.withRunning { simulator in
-            simulator.register(clientID: "app", secret: "app-secret")
-            try await Harness.withApp(configure: { $0.publicURL = Self.publicURL }) { harness, client in
-                let created = try await client.call(
-                    .post, Self.base, key: harness.adminKey,
-                    body: json([
-                        "name": "sim", "type": "oauth_client",
-                        "value": [
-                            "client_id": "app", "client_secret": "app-secret", "token_url": simulator.tokenURL,
-                            "authorization_url": simulator.authorizationURL, "scopes": ["repo", "read:user"],
-                            "authorize_params": ["prompt": "consent"],
-                        ],
-                    ]))
-                #expect(created.status == 201, "\(created.body)")
-                try await body(harness, client, simulator)
-            }
-        }
+        try await Harness.withSimulatedClient(
+            configure: { $0.publicURL = Self.publicURL },
+            client: { simulator in
+                [
+                    "authorization_url": simulator.authorizationURL, "scopes": ["repo", "read:user"],
+                    "authorize_params": ["prompt": "consent"],
+                ]
+            }, body)
     }
 
     /// Creates a session and returns its connect URL's path.

@@ -290,3 +290,32 @@ extension VaultStore {
             vault: vault, name: name, type: .bearer, description: "", value: value, by: .cli, now: Date())
     }
 }
+
+extension Harness {
+    /// An app and a provider simulator whose client `app` has `behaviour`,
+    /// with an oauth_client `sim` for it: client id, secret and token URL,
+    /// plus what `client` adds (an authorization URL, scopes, an auth method).
+    static func withSimulatedClient(
+        behaviour: ProviderSimulator.Behaviour = ProviderSimulator.Behaviour(),
+        configure: @escaping @Sendable (inout LatchkeyConfiguration) -> Void = { _ in },
+        client extra: @escaping @Sendable (ProviderSimulator) -> [String: Any] = { _ in [:] },
+        _ body: @escaping @Sendable (Harness, any TestClientProtocol, ProviderSimulator) async throws -> Void
+    ) async throws {
+        try await ProviderSimulator.withRunning { simulator in
+            simulator.register(clientID: "app", secret: "app-secret", behaviour: behaviour)
+            try await Harness.withApp(configure: configure) { harness, client in
+                let value: [String: Any] = [
+                    "client_id": "app", "client_secret": "app-secret", "token_url": simulator.tokenURL,
+                ]
+                let created = try await client.call(
+                    .post, "/v1/vaults/default/credentials", key: harness.adminKey,
+                    body: json([
+                        "name": "sim", "type": "oauth_client",
+                        "value": value.merging(extra(simulator)) { $1 },
+                    ]))
+                #expect(created.status == 201, "\(created.body)")
+                try await body(harness, client, simulator)
+            }
+        }
+    }
+}

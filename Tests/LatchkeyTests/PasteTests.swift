@@ -24,22 +24,9 @@ struct PasteTests {
     func withSimulatedProvider(
         _ body: @escaping @Sendable (Harness, any TestClientProtocol, ProviderSimulator) async throws -> Void
     ) async throws {
-        try await ProviderSimulator.withRunning { simulator in
-            simulator.register(clientID: "app", secret: "app-secret")
-            try await Harness.withApp(configure: { $0.providerTimeout = .seconds(10) }) { harness, client in
-                let created = try await client.call(
-                    .post, Self.base, key: harness.adminKey,
-                    body: json([
-                        "name": "sim", "type": "oauth_client",
-                        "value": [
-                            "client_id": "app", "client_secret": "app-secret", "token_url": simulator.tokenURL,
-                            "token_auth_method": "client_secret_post",
-                        ],
-                    ]))
-                #expect(created.status == 201, "\(created.body)")
-                try await body(harness, client, simulator)
-            }
-        }
+        try await Harness.withSimulatedClient(
+            configure: { $0.providerTimeout = .seconds(10) },
+            client: { _ in ["token_auth_method": "client_secret_post"] }, body)
     }
 
     @Test func aPastedRefreshTokenIsRefreshedAndTheReturnedTokensStored() async throws {

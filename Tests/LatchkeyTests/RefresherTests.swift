@@ -29,31 +29,22 @@ struct RefresherTests {
         behaviour change: @escaping @Sendable (inout ProviderSimulator.Behaviour) -> Void = { _ in },
         _ body: @escaping @Sendable (Harness, any TestClientProtocol, ProviderSimulator) async throws -> Void
     ) async throws {
-        try await ProviderSimulator.withRunning { simulator in
-            var behaviour = ProviderSimulator.Behaviour()
-            behaviour.expiresIn = .number(expiresIn)
-            change(&behaviour)
-            simulator.register(clientID: "app", secret: "app-secret", behaviour: behaviour)
-            let setUp: @Sendable (inout LatchkeyConfiguration) -> Void = {
-                $0.providerTimeout = .seconds(10)
-                configure(&$0)
-            }
-            try await Harness.withApp(configure: setUp) { harness, client in
-                _ = try await client.call(
-                    .post, Self.base, key: harness.adminKey,
-                    body: json([
-                        "name": "sim", "type": "oauth_client",
-                        "value": ["client_id": "app", "client_secret": "app-secret", "token_url": simulator.tokenURL],
-                    ]))
-                let pasted = try await client.call(
-                    .post, Self.base, key: harness.adminKey,
-                    body: json([
-                        "name": "tok", "type": "oauth",
-                        "value": ["client": "sim", "refresh_token": simulator.seedRefreshToken(clientID: "app")],
-                    ]))
-                #expect(pasted.status == 201, "\(pasted.body)")
-                try await body(harness, client, simulator)
-            }
+        var behaviour = ProviderSimulator.Behaviour()
+        behaviour.expiresIn = .number(expiresIn)
+        change(&behaviour)
+        let setUp: @Sendable (inout LatchkeyConfiguration) -> Void = {
+            $0.providerTimeout = .seconds(10)
+            configure(&$0)
+        }
+        try await Harness.withSimulatedClient(behaviour: behaviour, configure: setUp) { harness, client, simulator in
+            let pasted = try await client.call(
+                .post, Self.base, key: harness.adminKey,
+                body: json([
+                    "name": "tok", "type": "oauth",
+                    "value": ["client": "sim", "refresh_token": simulator.seedRefreshToken(clientID: "app")],
+                ]))
+            #expect(pasted.status == 201, "\(pasted.body)")
+            try await body(harness, client, simulator)
         }
     }
 
