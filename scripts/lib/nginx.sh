@@ -15,6 +15,7 @@ declare -F die >/dev/null || die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 declare -F free_port >/dev/null || free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 # The nginx binary (NGINX overrides), or nothing.
 nginx_bin() {
@@ -27,14 +28,7 @@ nginx_bin() {
 # service is not needed and does not start inside containers.
 ensure_nginx_installed() {
   if [ -z "$(nginx_bin)" ]; then
-    log "nginx not found: installing it from Debian's packages"
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-      command -v sudo >/dev/null 2>&1 || die "nginx is not installed and this user cannot install it (no sudo)"
-      sudo="sudo"
-    fi
-    $sudo apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nginx >&2
+    apt_install nginx --no-install-recommends nginx
     [ -n "$(nginx_bin)" ] || die "nginx installation did not provide an nginx binary"
   fi
   "$(nginx_bin)" -V 2>&1 | grep -q -- '--with-http_auth_request_module' \

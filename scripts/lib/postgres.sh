@@ -9,6 +9,7 @@ PG_USER_NAME="${LATCHKEY_PG_SYSTEM_USER:-latchkey-pg}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 # The directory holding initdb/pg_ctl of the newest installed PostgreSQL.
 pg_bindir() {
@@ -20,14 +21,7 @@ pg_bindir() {
 # Installs PostgreSQL from Debian's packages when it is missing.
 ensure_postgres_installed() {
   if [ -n "$(pg_bindir)" ] && command -v psql >/dev/null 2>&1; then return 0; fi
-  log "PostgreSQL not found: installing it from Debian's packages"
-  local sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || die "PostgreSQL is not installed and this user cannot install it (no sudo)"
-    sudo="sudo"
-  fi
-  $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql postgresql-client >&2
+  apt_install PostgreSQL postgresql postgresql-client
   [ -n "$(pg_bindir)" ] || die "PostgreSQL installation did not provide initdb"
 }
 
