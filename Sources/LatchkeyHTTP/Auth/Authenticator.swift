@@ -53,13 +53,13 @@ package struct Authenticator: RouterMiddleware {
             peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[Self.forwardedFor],
             trusted: self.dependencies.trustedProxies)
         context.clientAddress = address
-        guard let token = Self.bearerToken(request) else {
+        guard let token = Self.bearerToken(request.headers[.authorization]) else {
             try self.refuse(
                 .invalidKey, reason: "missing_or_malformed_authorization", prefix: nil, address: address)
         }
         // The bootstrap secret: constant-time comparison; RequireAccess limits
         // it to minting keys.
-        if let secret = self.dependencies.adminSecret, constantTimeEquals(token, secret) {
+        if self.isBootstrapSecret(token) {
             context.principal = .adminSecret
             return try await next(request, context)
         }
@@ -69,24 +69,47 @@ package struct Authenticator: RouterMiddleware {
         else {
             try self.refuse(.invalidKey, reason: "unknown_key", prefix: nil, address: address)
         }
-        if let allowlist = record.allowlist {
-            guard let address, allowlist.contains(where: { $0.contains(address) }) else {
-                self.dependencies.usage.recordBlocked(record.id, address: address?.description)
-                throw LatchkeyError.ipNotAllowed
-            }
-        }
         let now = self.dependencies.now()
-        if record.revoked || record.isExpired(at: now) {
-            try self.refuse(
-                .invalidKey, reason: record.revoked ? "revoked_key" : "expired_key", prefix: record.prefix,
-                address: address)
+        switch Self.refusal(of: record, from: address, at: now) {
+        case .addressNotAllowed?:
+            self.dependencies.usage.recordBlocked(record.id, address: address?.description)
+            throw LatchkeyError.ipNotAllowed
+        case .revoked?:
+            try self.refuse(.invalidKey, reason: "revoked_key", prefix: record.prefix, address: address)
+        case .expired?:
+            try self.refuse(.invalidKey, reason: "expired_key", prefix: record.prefix, address: address)
+        case nil:
+            break
         }
         if let wait = self.dependencies.rateLimiter.acquire(record.id, now: now) {
             throw LatchkeyError.rateLimited(retryAfter: wait)
         }
         self.dependencies.usage.recordCall(record.id, at: now)
-        context.principal = .apiKey(id: record.id, prefix: record.prefix, role: record.role, scope: record.scope)
+        context.principal = record.principal
         return try await next(request, context)
+    }
+
+    /// Why a known key may not make this call, in SPEC section 3's order
+    /// (the allowlist first, so a blocked address learns nothing about the
+    /// key), or nil when it may. The rate limit comes after, and is the only
+    /// check with an effect.
+    enum KeyRefusal {
+        case addressNotAllowed, revoked, expired
+    }
+
+    static func refusal(of record: APIKeyRecord, from address: IPAddress?, at now: Date) -> KeyRefusal? {
+        if let allowlist = record.allowlist {
+            guard let address, allowlist.contains(where: { $0.contains(address) }) else { return .addressNotAllowed }
+        }
+        if record.revoked { return .revoked }
+        if record.isExpired(at: now) { return .expired }
+        return nil
+    }
+
+    /// The token is `LATCHKEY_ADMIN_SECRET` (compared in constant time).
+    func isBootstrapSecret(_ token: Substring) -> Bool {
+        guard let secret = self.dependencies.adminSecret else { return false }
+        return constantTimeEquals(token, secret)
     }
 
     private func refuse(_ error: LatchkeyError, reason: String, prefix: String?, address: IPAddress?) throws -> Never {
@@ -99,8 +122,8 @@ package struct Authenticator: RouterMiddleware {
     /// The token from `Authorization: Bearer <token>` (scheme case-insensitive,
     /// surrounding spaces ignored), or nil when the header is missing or not of
     /// that form. Scans bytes: this runs on every request.
-    static func bearerToken(_ request: Request) -> Substring? {
-        guard let header = request.headers[.authorization] else { return nil }
+    static func bearerToken(_ header: String?) -> Substring? {
+        guard let header else { return nil }
         let utf8 = header.utf8
         var start = utf8.startIndex
         while start < utf8.endIndex, utf8[start] == UInt8(ascii: " ") { start = utf8.index(after: start) }
@@ -136,7 +159,11 @@ package struct Authenticator: RouterMiddleware {
 /// client chose to send and prove nothing).
 package enum ClientAddress {
     package static func resolve(peer peerText: String?, forwardedFor: String?, trusted: [CIDR]) -> IPAddress? {
-        guard let peerText, let peer = IPAddress(peerText) else { return nil }
+        Self.resolve(peerAddress: peerText.flatMap(IPAddress.init), forwardedFor: forwardedFor, trusted: trusted)
+    }
+
+    package static func resolve(peerAddress peer: IPAddress?, forwardedFor: String?, trusted: [CIDR]) -> IPAddress? {
+        guard let peer else { return nil }
         guard !trusted.isEmpty, trusted.contains(where: { $0.contains(peer) }), let forwardedFor else { return peer }
         var client = peer
         for hop in forwardedFor.split(separator: ",").reversed() {
@@ -178,30 +205,42 @@ package struct RequireAccess: RouterMiddleware {
     package func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        let principal = context.caller
+        let refusal = self.refusal(
+            for: context.caller,
+            vault: self.vaultParameter.flatMap { context.parameters.get($0) },
+            credential: self.credentialParameter.flatMap { context.parameters.get($0) },
+            endpoint: "\(request.method.rawValue) \(context.endpointPath ?? request.uri.path)")
+        if let refusal { throw refusal }
+        return try await next(request, context)
+    }
+
+    /// Why `principal` may not call this route (for the vault and credential
+    /// its path names), or nil when it may.
+    func refusal(
+        for principal: Principal, vault: String?, credential: String?, endpoint: @autoclosure () -> String
+    ) -> LatchkeyError? {
         if principal.isBootstrapSecret && !self.allowsBootstrapSecret {
-            throw LatchkeyError.forbidden(
+            return LatchkeyError.forbidden(
                 "LATCHKEY_ADMIN_SECRET can only mint API keys (POST /v1/keys); call this with an admin key.")
         }
         guard principal.role == self.role else {
-            throw LatchkeyError.forbidden(
-                "A \(principal.role?.rawValue ?? "anonymous") key cannot call \(request.method.rawValue) \(context.endpointPath ?? request.uri.path)."
-            )
+            return LatchkeyError.forbidden(
+                "A \(principal.role?.rawValue ?? "anonymous") key cannot call \(endpoint()).")
         }
         if self.needsAllVaults && !principal.scope.coversAllVaults {
-            throw LatchkeyError.forbidden("This endpoint needs an admin key for all vaults ('*').")
+            return LatchkeyError.forbidden("This endpoint needs an admin key for all vaults ('*').")
         }
-        if let parameter = self.vaultParameter, let vault = context.parameters.get(parameter),
-            !principal.scope.allows(vault: vault)
-        {
-            throw LatchkeyError.forbidden("This key is not scoped to vault '\(vault.prefix(64))'.")
+        if let vault, !principal.scope.allows(vault: vault) {
+            return LatchkeyError.forbidden("This key is not scoped to vault '\(vault.prefix(64))'.")
         }
-        if let vaultParameter, let credentialParameter, let vault = context.parameters.get(vaultParameter),
-            let credential = context.parameters.get(credentialParameter),
-            !principal.scope.allows(vault: vault, credential: credential)
-        {
-            throw LatchkeyError.forbidden("This key is not scoped to credential '\(credential.prefix(128))'.")
+        if let vault, let credential, !principal.scope.allows(vault: vault, credential: credential) {
+            return LatchkeyError.forbidden("This key is not scoped to credential '\(credential.prefix(128))'.")
         }
-        return try await next(request, context)
+        return nil
     }
+}
+
+extension APIKeyRecord {
+    /// Who calls with this key.
+    var principal: Principal { .apiKey(id: self.id, prefix: self.prefix, role: self.role, scope: self.scope) }
 }
