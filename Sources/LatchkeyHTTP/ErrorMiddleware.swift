@@ -2,9 +2,11 @@ import Foundation
 import HTTPTypes
 package import Hummingbird
 package import LatchkeyCore
+import LatchkeyCrypto
 import LatchkeyStore
 import Logging
 import NIOCore
+import Synchronization
 
 /// The outermost middleware: gives every request an id, logs one line per
 /// request (never a header or body), and turns every error into SPEC section
@@ -30,7 +32,7 @@ package struct APIErrorMiddleware: RouterMiddleware {
     ) async throws -> Response {
         let start = ContinuousClock.now
         var context = context
-        let requestID = Self.requestID(request, generated: context.logger[metadataKey: "hb.request.id"])
+        let requestID = Self.requestID(given: request.headers[Self.requestIDHeader])
         context.logger[metadataKey: "request.id"] = "\(requestID)"
         context.logger[metadataKey: "hb.request.id"] = nil
         var response: Response
@@ -45,16 +47,26 @@ package struct APIErrorMiddleware: RouterMiddleware {
         let elapsed = ContinuousClock.now - start
         let route = context.endpointPath ?? "unmatched"
         self.metrics?.record(route: route, method: request.method, status: response.status.code, elapsed)
-        context.logger.info(
+        Self.log(
+            context.logger, method: request.method, route: route, status: response.status.code, elapsed: elapsed,
+            principal: context.principal)
+        return response
+    }
+
+    /// The one line per request (also written by `InjectionShortcut`).
+    static func log(
+        _ logger: Logger, method: HTTPRequest.Method, route: String, status: Int, elapsed: Duration,
+        principal: Principal?
+    ) {
+        logger.info(
             "request",
             metadata: [
-                "http.method": "\(request.method.rawValue)",
+                "http.method": "\(method.rawValue)",
                 "http.route": "\(route)",
-                "http.status": "\(response.status.code)",
+                "http.status": "\(status)",
                 "http.duration_ms": "\(Self.milliseconds(elapsed))",
-                "auth.principal": "\(context.principal?.name ?? "-")",
+                "auth.principal": "\(principal?.name ?? "-")",
             ])
-        return response
     }
 
     static func render(_ error: any Error, request: Request, logger: Logger) -> Response {
@@ -119,10 +131,9 @@ package struct APIErrorMiddleware: RouterMiddleware {
     static let errorHeader = HTTPField.Name("Latchkey-Error")!
 
     /// Honours a caller's `X-Request-Id` when it is short and plain, so one id
-    /// follows a request through proxies; otherwise uses the id Hummingbird
-    /// already generated for the request (cheap: no UUID formatting per request).
-    private static func requestID(_ request: Request, generated: Logger.MetadataValue?) -> String {
-        if let given = request.headers[Self.requestIDHeader], (1...64).contains(given.utf8.count),
+    /// follows a request through proxies; otherwise makes one.
+    static func requestID(given: String?) -> String {
+        if let given, (1...64).contains(given.utf8.count),
             given.utf8.allSatisfy({
                 $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0)
                     || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
@@ -130,12 +141,26 @@ package struct APIErrorMiddleware: RouterMiddleware {
         {
             return given
         }
-        return generated?.description ?? UUID().uuidString.lowercased()
+        return RequestIDs.next()
     }
 
     private static func milliseconds(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         let milliseconds = Double(seconds) * 1000 + Double(attoseconds) / 1e15
         return String(format: "%.2f", milliseconds)
+    }
+}
+
+/// Request ids: a random prefix for this process and a counter, as 32
+/// lowercase hex digits. (Hummingbird makes ids of the same kind, but its
+/// per-request `String(radix:)` formatting showed in the injection path's
+/// profile, and the shortcut and the full stack must make ids alike.)
+enum RequestIDs {
+    private static let prefix = UInt64.random(in: .min ... .max)
+    private static let counter = Atomic<UInt64>(.random(in: .min ... .max))
+
+    static func next() -> String {
+        let low = Self.counter.add(1, ordering: .relaxed).oldValue
+        return withUnsafeBytes(of: (Self.prefix.bigEndian, low.bigEndian)) { Hex.lowercase($0) }
     }
 }
