@@ -17,6 +17,8 @@ package struct LatchkeyServer: Sendable {
     package let usageFlusher: UsageFlusher
     package let keyCache: KeyCache
     package let credentialCache: CredentialCache
+    /// Answers warm injections on the event loop (`.live` servers only).
+    package let shortcut: InjectionShortcut
     package let refresher: TokenRefresher
     package let background: BackgroundWork
     /// What `/metrics` renders; each server has its own.
@@ -67,11 +69,15 @@ package func buildServer(
     dependencies.refreshWait = configuration.providerTimeout + .seconds(5)
     dependencies.publicURL = configuration.publicURL
     dependencies.databaseTimeout = configuration.databaseTimeout
+    let serverName = "latchkey"
+    let shortcut = InjectionShortcut(dependencies, logger: logger, serverName: serverName)
+    dependencies.shortcut = shortcut
     let router = buildRouter(dependencies)
     var application = Application(
         router: router,
+        server: .http1(configuration: .init(additionalChannelHandlers: [InjectionShortcutHandler(shortcut)])),
         configuration: .init(
-            address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: "latchkey"),
+            address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: serverName),
         services: [
             client,
             InvalidationListener(client: client, channel: InvalidationListener.apiKeys, cache: cache, logger: logger),
@@ -104,6 +110,7 @@ package func buildServer(
     }
     return LatchkeyServer(
         application: application, usageFlusher: flusher, keyCache: cache, credentialCache: credentials,
+        shortcut: shortcut,
         refresher: refresher, background: background,
         metrics: registry,
         routes: router.routes.map { "\($0.method.rawValue) \($0.path)" })

@@ -53,6 +53,7 @@ package final class RequestMetrics: Sendable {
 package final class ScrapedMetrics: Sendable {
     private let injectionHits: Counter
     private let injectionMisses: Counter
+    private let shortcutAnswers: Counter
     private let keyMisses: Counter
     private let databaseOperations: Counter
     private let databaseUnavailable: Counter
@@ -60,10 +61,14 @@ package final class ScrapedMetrics: Sendable {
     private let cacheLive: Gauge
     private let credentials: CredentialCache
     private let keys: KeyCache
+    private let shortcut: InjectionShortcut?
     /// What was last copied, so counters advance by the difference.
-    private let copied = Mutex<[Int]>([0, 0, 0, 0, 0])
+    private let copied = Mutex<[Int]>([0, 0, 0, 0, 0, 0])
 
-    package init(registry: PrometheusCollectorRegistry, credentials: CredentialCache, keys: KeyCache) {
+    package init(
+        registry: PrometheusCollectorRegistry, credentials: CredentialCache, keys: KeyCache,
+        shortcut: InjectionShortcut? = nil
+    ) {
         func counter(_ name: String, _ labels: [(String, String)], _ help: String) -> Counter {
             registry.makeCounter(
                 descriptor: .init(namespace: "latchkey", metricName: name, unitName: "total", helpText: help),
@@ -72,6 +77,9 @@ package final class ScrapedMetrics: Sendable {
         let cacheHelp = "Injection lookups answered from this replica's memory (hit) or the database (miss)."
         self.injectionHits = counter("injection_cache_lookups", [("result", "hit")], cacheHelp)
         self.injectionMisses = counter("injection_cache_lookups", [("result", "miss")], cacheHelp)
+        self.shortcutAnswers = counter(
+            "injection_shortcut_answers", [],
+            "Warm injections answered on the event loop, before the router (a subset of the cache hits).")
         self.keyMisses = counter("api_key_cache_misses", [], "API key lookups that went to the database.")
         self.databaseOperations = counter("database_operations", [], "Store calls made by this process.")
         self.databaseUnavailable = counter(
@@ -86,12 +94,13 @@ package final class ScrapedMetrics: Sendable {
                 helpText: "1 while the LISTEN connection that keeps the caches honest is up; 0 while they are frozen."))
         self.credentials = credentials
         self.keys = keys
+        self.shortcut = shortcut
     }
 
     package func update() {
         let now = [
             self.credentials.hits, self.credentials.misses, self.keys.misses, DatabaseActivity.operations,
-            DatabaseActivity.unavailable,
+            DatabaseActivity.unavailable, self.shortcut?.answered ?? 0,
         ]
         let before = self.copied.withLock { copied in
             defer { copied = now }
@@ -99,7 +108,7 @@ package final class ScrapedMetrics: Sendable {
         }
         let counters = [
             self.injectionHits, self.injectionMisses, self.keyMisses, self.databaseOperations,
-            self.databaseUnavailable,
+            self.databaseUnavailable, self.shortcutAnswers,
         ]
         for (index, counter) in counters.enumerated() where now[index] > before[index] {
             counter.increment(by: Int64(now[index] - before[index]))

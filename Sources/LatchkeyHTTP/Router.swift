@@ -19,6 +19,11 @@ package struct RouterDependencies: Sendable {
     package var refresher: TokenRefresher
     /// What `GET /metrics` renders.
     package var metrics: PrometheusCollectorRegistry
+    /// `latchkey_http_request_duration_seconds`, in `metrics`.
+    package let requestMetrics: RequestMetrics
+    /// The event-loop answerer of warm injections, when the server has one
+    /// (its count is scraped into `metrics`).
+    package var shortcut: InjectionShortcut?
     /// Sealed credentials for the injection path.
     package var credentials: CredentialCache
     /// `LATCHKEY_REFRESH_WINDOW`: injection refreshes OAuth tokens this close to expiry first.
@@ -39,6 +44,7 @@ package struct RouterDependencies: Sendable {
         credentials: CredentialCache, now: @escaping @Sendable () -> Date
     ) {
         self.metrics = metrics
+        self.requestMetrics = RequestMetrics(registry: metrics)
         self.credentials = credentials
         self.tokens = tokens
         self.refresher = refresher
@@ -66,7 +72,7 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
     let router = Router(context: LatchkeyRequestContext.self)
     router.add(
         middleware: APIErrorMiddleware(
-            metrics: RequestMetrics(registry: dependencies.metrics), databaseTimeout: dependencies.databaseTimeout))
+            metrics: dependencies.requestMetrics, databaseTimeout: dependencies.databaseTimeout))
 
     router.get("healthz") { _, _ in
         try APIJSON.response(["status": "ok"])
@@ -99,7 +105,8 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
     }
 
     let scraped = ScrapedMetrics(
-        registry: dependencies.metrics, credentials: dependencies.credentials, keys: dependencies.authentication.cache)
+        registry: dependencies.metrics, credentials: dependencies.credentials, keys: dependencies.authentication.cache,
+        shortcut: dependencies.shortcut)
     router.get("metrics") { _, _ in
         scraped.update()
         var headers = HTTPFields()
@@ -144,8 +151,8 @@ package func buildRouter(_ dependencies: RouterDependencies) -> Router<LatchkeyR
     }
 
     // Sidecars: proxy keys, scoped to the credential they inject.
-    let proxy = v1.group()
-        .add(middleware: RequireAccess(role: .proxy, vaultParameter: "vault", credentialParameter: "name"))
+    // (Warm injections are answered before the router: `InjectionShortcut`.)
+    let proxy = v1.group().add(middleware: InjectionShortcut.access)
     InjectionController(
         injector: Injector(
             store: dependencies.store, cache: dependencies.credentials, refresher: dependencies.refresher,

@@ -157,20 +157,20 @@ struct Harness: Sendable {
 
 }
 
-/// The running server's usage flusher, key cache and refresher, for tests.
+/// The running server's parts tests reach into (usage flusher, caches,
+/// refresher, routes, injection shortcut).
 final class FlusherBox: Sendable {
-    private let parts = Mutex<(UsageFlusher, KeyCache, BackgroundWork, CredentialCache, [String])?>(nil)
-    func set(_ server: LatchkeyServer) {
-        self.parts.withLock {
-            $0 = (server.usageFlusher, server.keyCache, server.background, server.credentialCache, server.routes)
-        }
-    }
-    var routes: [String] { self.parts.withLock { $0?.4 ?? [] } }
-    var credentials: CredentialCache? { self.parts.withLock { $0?.3 } }
-    func get() -> UsageFlusher? { self.parts.withLock { $0?.0 } }
-    var cache: KeyCache? { self.parts.withLock { $0?.1 } }
-    var background: BackgroundWork? { self.parts.withLock { $0?.2 } }
+    private let server = Mutex<LatchkeyServer?>(nil)
+    func set(_ server: LatchkeyServer) { self.server.withLock { $0 = server } }
+    private var current: LatchkeyServer? { self.server.withLock { $0 } }
+    var routes: [String] { self.current?.routes ?? [] }
+    var credentials: CredentialCache? { self.current?.credentialCache }
+    func get() -> UsageFlusher? { self.current?.usageFlusher }
+    var cache: KeyCache? { self.current?.keyCache }
+    var background: BackgroundWork? { self.current?.background }
     var refresher: TokenRefresher? { self.background?.refresher }
+    /// How many injections the event-loop shortcut has answered.
+    var shortcutAnswers: Int { self.current?.shortcut.answered ?? 0 }
 }
 
 /// A response, decoded for assertions.
@@ -296,6 +296,7 @@ extension Harness {
     /// with an oauth_client `sim` for it: client id, secret and token URL,
     /// plus what `client` adds (an authorization URL, scopes, an auth method).
     static func withSimulatedClient(
+        _ setup: TestingSetup = .router,
         behaviour: ProviderSimulator.Behaviour = ProviderSimulator.Behaviour(),
         configure: @escaping @Sendable (inout LatchkeyConfiguration) -> Void = { _ in },
         client extra: @escaping @Sendable (ProviderSimulator) -> [String: Any] = { _ in [:] },
@@ -303,7 +304,7 @@ extension Harness {
     ) async throws {
         try await ProviderSimulator.withRunning { simulator in
             simulator.register(clientID: "app", secret: "app-secret", behaviour: behaviour)
-            try await Harness.withApp(configure: configure) { harness, client in
+            try await Harness.withApp(setup, configure: configure) { harness, client in
                 let value: [String: Any] = [
                     "client_id": "app", "client_secret": "app-secret", "token_url": simulator.tokenURL,
                 ]

@@ -24,6 +24,7 @@ struct RefresherTests {
     /// An app and simulator with an oauth_client `sim`, plus a pasted token
     /// `tok` expiring in `expiresIn` seconds.
     func withToken(
+        _ setup: TestingSetup = .router,
         expiresIn: Int = 3600,
         configure: @escaping @Sendable (inout LatchkeyConfiguration) -> Void = { _ in },
         behaviour change: @escaping @Sendable (inout ProviderSimulator.Behaviour) -> Void = { _ in },
@@ -36,7 +37,8 @@ struct RefresherTests {
             $0.providerTimeout = .seconds(10)
             configure(&$0)
         }
-        try await Harness.withSimulatedClient(behaviour: behaviour, configure: setUp) { harness, client, simulator in
+        try await Harness.withSimulatedClient(setup, behaviour: behaviour, configure: setUp) {
+            harness, client, simulator in
             let pasted = try await client.call(
                 .post, Self.base, key: harness.adminKey,
                 body: json([

@@ -46,6 +46,12 @@ package final class KeyCache: Sendable, InvalidatingCache {
         return record
     }
 
+    /// The record for a key hash if it is in memory; nil otherwise (counting
+    /// nothing: the caller goes on to `record(hash:store:)`).
+    package func cached(hash: [UInt8]) -> APIKeyRecord? {
+        self.state.withLock { $0.entries[hash] }
+    }
+
     /// A key changed: forget it (the next use reads it afresh).
     package func invalidate(keyID: UUID) {
         self.state.withLock { state in

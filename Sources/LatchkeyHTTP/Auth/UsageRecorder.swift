@@ -15,21 +15,33 @@ package final class UsageRecorder: Sendable {
     package init() {}
 
     package func recordCall(_ key: UUID, at now: Date) {
-        let hour = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / 3600).rounded(.down) * 3600)
-        self.batch.withLock { batch in
-            batch.calls[key, default: [:]][hour, default: 0] += 1
-            batch.lastSeen[key] = max(batch.lastSeen[key] ?? now, now)
-        }
+        self.batch.withLock { Self.call(key, at: now, in: &$0) }
     }
 
     /// A successful injection of `credential` by `key` (counted per UTC day).
     package func recordUse(credential: UUID, key: UUID, at now: Date) {
+        self.batch.withLock { Self.use(credential, by: key, at: now, in: &$0) }
+    }
+
+    /// Both of the above, for a call that was an injection, under one lock.
+    package func recordInjection(credential: UUID, key: UUID, at now: Date) {
+        self.batch.withLock { batch in
+            Self.call(key, at: now, in: &batch)
+            Self.use(credential, by: key, at: now, in: &batch)
+        }
+    }
+
+    private static func call(_ key: UUID, at now: Date, in batch: inout KeyUsageBatch) {
+        let hour = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / 3600).rounded(.down) * 3600)
+        batch.calls[key, default: [:]][hour, default: 0] += 1
+        batch.lastSeen[key] = max(batch.lastSeen[key] ?? now, now)
+    }
+
+    private static func use(_ credential: UUID, by key: UUID, at now: Date, in batch: inout KeyUsageBatch) {
         let day = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / 86_400).rounded(.down) * 86_400)
         let use = CredentialUseKey(credentialID: credential, keyID: key, day: day)
-        self.batch.withLock { batch in
-            let entry = batch.credentialUses[use] ?? (calls: 0, lastUsed: now)
-            batch.credentialUses[use] = (calls: entry.calls + 1, lastUsed: max(entry.lastUsed, now))
-        }
+        let entry = batch.credentialUses[use] ?? (calls: 0, lastUsed: now)
+        batch.credentialUses[use] = (calls: entry.calls + 1, lastUsed: max(entry.lastUsed, now))
     }
 
     package func recordBlocked(_ key: UUID, address: String?) {
