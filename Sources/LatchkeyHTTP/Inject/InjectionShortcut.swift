@@ -1,6 +1,5 @@
 import Foundation
 import HTTPTypes
-import Hummingbird
 import LatchkeyCore
 import LatchkeyCrypto
 import LatchkeyStore
