@@ -59,7 +59,7 @@ package struct Authenticator: RouterMiddleware {
         }
         // The bootstrap secret: constant-time comparison; RequireAccess limits
         // it to minting keys.
-        if self.isBootstrapSecret(token) {
+        if Self.isBootstrapSecret(token, secret: self.dependencies.adminSecret) {
             context.principal = .adminSecret
             return try await next(request, context)
         }
@@ -107,8 +107,8 @@ package struct Authenticator: RouterMiddleware {
     }
 
     /// The token is `LATCHKEY_ADMIN_SECRET` (compared in constant time).
-    func isBootstrapSecret(_ token: Substring) -> Bool {
-        guard let secret = self.dependencies.adminSecret else { return false }
+    static func isBootstrapSecret(_ token: Substring, secret: String?) -> Bool {
+        guard let secret else { return false }
         return constantTimeEquals(token, secret)
     }
 

@@ -183,7 +183,7 @@ struct KeyHashMemo {
         // Bytes, not String equality (which is Unicode-canonical).
         if let header = self.header, header.utf8.elementsEqual(authorization.utf8) { return self.hash }
         guard let token = Authenticator.bearerToken(authorization),
-            !(adminSecret.map { constantTimeEquals(token, $0) } ?? false),
+            !Authenticator.isBootstrapSecret(token, secret: adminSecret),
             APIKeyMaterial.looksLikeKey(token)
         else { return nil }
         self.header = authorization
