@@ -291,6 +291,20 @@ extension VaultStore {
     }
 }
 
+extension TestClientProtocol {
+    /// Pastes an `oauth` credential `tok` for the simulator's `sim` client,
+    /// with a refresh token the simulator has just issued (so the paste's
+    /// validating refresh reaches the provider).
+    func pasteSimulatedToken(_ harness: Harness, _ simulator: ProviderSimulator) async throws -> APIResponse {
+        try await self.call(
+            .post, "/v1/vaults/default/credentials", key: harness.adminKey,
+            body: json([
+                "name": "tok", "type": "oauth",
+                "value": ["client": "sim", "refresh_token": simulator.seedRefreshToken(clientID: "app")],
+            ]))
+    }
+}
+
 extension Harness {
     /// An app and a provider simulator whose client `app` has `behaviour`,
     /// with an oauth_client `sim` for it: client id, secret and token URL,

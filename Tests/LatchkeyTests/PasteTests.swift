@@ -82,12 +82,7 @@ struct PasteTests {
         try await self.withSimulatedProvider { harness, client, simulator in
             let before = try await harness.dataSnapshot()
             simulator.update(clientID: "app") { $0.failNext = 1 }
-            let failing = try await client.call(
-                .post, Self.base, key: harness.adminKey,
-                body: json([
-                    "name": "tok", "type": "oauth",
-                    "value": ["client": "sim", "refresh_token": simulator.seedRefreshToken(clientID: "app")],
-                ]))
+            let failing = try await client.pasteSimulatedToken(harness, simulator)
             #expect(failing.status == 502)
             #expect(failing.errorCode == "PROVIDER_UNAVAILABLE")
             _ = try await client.call(

@@ -120,12 +120,7 @@ struct RefreshLifecycleTests {
                 #expect(created.json["attributes"]["client_secret_next"] == .bool(true))
                 #expect(!created.body.contains("new-secret") && !created.body.contains("old-secret"))
                 // Newest first; refused with invalid_client, the current one once more: it works.
-                let pasted = try await client.call(
-                    .post, Self.base, key: harness.adminKey,
-                    body: json([
-                        "name": "tok", "type": "oauth",
-                        "value": ["client": "sim", "refresh_token": simulator.seedRefreshToken(clientID: "app")],
-                    ]))
+                let pasted = try await client.pasteSimulatedToken(harness, simulator)
                 #expect(pasted.status == 201, "\(pasted.body)")
                 #expect(simulator.invalidClientAnswers(clientID: "app") == 1)
                 // The provider now accepts both, then only the new one: no failure either way.

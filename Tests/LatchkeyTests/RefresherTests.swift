@@ -39,12 +39,7 @@ struct RefresherTests {
         }
         try await Harness.withSimulatedClient(setup, behaviour: behaviour, configure: setUp) {
             harness, client, simulator in
-            let pasted = try await client.call(
-                .post, Self.base, key: harness.adminKey,
-                body: json([
-                    "name": "tok", "type": "oauth",
-                    "value": ["client": "sim", "refresh_token": simulator.seedRefreshToken(clientID: "app")],
-                ]))
+            let pasted = try await client.pasteSimulatedToken(harness, simulator)
             #expect(pasted.status == 201, "\(pasted.body)")
             try await body(harness, client, simulator)
         }
